@@ -1,0 +1,7 @@
+"""kseg: GluonCV's segmentation model zoo in Keras 3 / TensorFlow."""
+
+__version__ = "0.1.0"
+
+from kseg import models  # noqa: E402
+
+__all__ = ["__version__", "models"]

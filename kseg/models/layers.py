@@ -1,0 +1,119 @@
+"""Small Keras layers and builders shared by the backbones and heads.
+
+MXNet pads convolutions and pools symmetrically; Keras' ``"same"`` puts the odd
+pixel at the bottom/right for strided windows. These builders pad explicitly
+whenever the two would differ.
+"""
+
+import keras
+import tensorflow as tf
+
+from kseg.ops import adaptive_average_pool2d, resize_bilinear_align_corners
+
+BN_EPSILON = 1e-5  # MXNet's BatchNorm default
+BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ResizeLike(keras.layers.Layer):
+    """Bilinearly resize ``inputs[0]`` (align_corners) to the size of ``inputs[1]``."""
+
+    def call(self, inputs):
+        images, reference = inputs
+        shape = tf.shape(reference)
+        return resize_bilinear_align_corners(images, (shape[1], shape[2]))
+
+    def compute_output_shape(self, input_shapes):
+        images, reference = input_shapes
+        return (images[0], reference[1], reference[2], images[3])
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class AdaptiveAveragePooling2D(keras.layers.Layer):
+    """Average pooling to a fixed number of bins, with MXNet's bin edges."""
+
+    def __init__(self, output_size, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        self.output_size = tuple(int(s) for s in output_size)
+
+    def call(self, inputs):
+        return adaptive_average_pool2d(inputs, self.output_size)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class PaddedMaxPooling2D(keras.layers.Layer):
+    """Max pooling with symmetric padding by ``-inf`` (MXNet ``MaxPool2D``, floor mode)."""
+
+    def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+        self.strides = int(strides)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        if p:
+            lowest = tf.constant(float("-inf"), inputs.dtype)
+            inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=lowest)
+        return tf.nn.max_pool2d(inputs, self.pool_size, self.strides, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        def out(n):
+            if n is None:
+                return None
+            return (n + 2 * self.padding - self.pool_size) // self.strides + 1
+
+        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+        }
+
+
+def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False):
+    """A convolution padded as MXNet's ``Conv2D(padding=dilation*(k-1)//2)``."""
+    pad = dilation * (kernel_size - 1) // 2
+    if strides > 1 and pad:
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    else:
+        # Stride 1 with an odd kernel: "same" pads symmetrically.
+        padding = "same" if pad else "valid"
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        dilation_rate=dilation,
+        padding=padding,
+        use_bias=use_bias,
+        name=name,
+    )(x)
+
+
+def batch_norm(x, name, sync=False):
+    return keras.layers.BatchNormalization(
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=sync, name=name
+    )(x)
+
+
+def relu(x, name):
+    return keras.layers.ReLU(name=name)(x)
+
+
+def conv_bn_relu(x, filters, kernel_size, name, strides=1, dilation=1, sync_bn=False):
+    """Conv (no bias), BN, ReLU: the unit every GluonCV head is made of."""
+    x = conv2d(x, filters, kernel_size, f"{name}_conv", strides=strides, dilation=dilation)
+    x = batch_norm(x, f"{name}_bn", sync=sync_bn)
+    return relu(x, f"{name}_relu")

@@ -1,0 +1,114 @@
+"""``kseg.models.get`` and ``kseg.models.list_models``."""
+
+import difflib
+import os
+from pathlib import Path
+
+from kseg.models.backbones import ResNetV1Backbone, WideResNet38Backbone, resnet_v1
+from kseg.models.segmentation import SemanticSegmenter
+from kseg.models.zoo import SEMANTIC_ZOO
+
+
+def list_models():
+    """Every zoo name, in the zoo table's order."""
+    return list(SEMANTIC_ZOO)
+
+
+def get_entry(name):
+    """The :class:`ZooEntry` for ``name``; an unknown name lists the closest ones."""
+    if name in SEMANTIC_ZOO:
+        return SEMANTIC_ZOO[name]
+    close = difflib.get_close_matches(str(name), SEMANTIC_ZOO, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ValueError(f"Unknown model {name!r}.{hint} See kseg.models.list_models() for all {len(SEMANTIC_ZOO)}.")
+
+
+def build_backbone(backbone, output_stride=8, sync_bn=False):
+    """A dilated backbone by GluonCV name (``resnet101_v1s``, ``wideresnet38``)."""
+    if backbone == "wideresnet38":
+        if output_stride != 8:
+            raise ValueError("wideresnet38 supports output_stride=8 only")
+        return WideResNet38Backbone(dilated=True, sync_bn=sync_bn, name="backbone")
+    return resnet_v1(backbone, output_stride=output_stride, sync_bn=sync_bn, name="backbone")
+
+
+def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_bn=False):
+    """Build a zoo model by its GluonCV name.
+
+    Args:
+        name: a name from :func:`list_models`, e.g. ``"deeplab_resnet101_voc"``.
+        weights: None (random initialisation), ``"pretrained"`` (GluonCV's
+            published file from the local cache), or a path to a GluonCV
+            ``.params`` file or a kseg ``.weights.h5`` file.
+        num_classes: None for the entry's classes; another number keeps every
+            weight but the class layers, which start afresh (fine-tuning).
+        aux: add the auxiliary head (training).
+        output_stride: 8 as published; 16 trades accuracy for speed.
+        sync_bn: synchronized BatchNormalization (multi-replica training).
+    """
+    entry = get_entry(name)
+    classes = entry.num_classes if num_classes is None else int(num_classes)
+    if aux and not entry.aux:
+        raise ValueError(f"{name} has no auxiliary head (aux must be False)")
+
+    def build(num, with_aux):
+        backbone = build_backbone(entry.backbone, output_stride, sync_bn)
+        return SemanticSegmenter(
+            backbone, head=entry.head, num_classes=num, aux=with_aux, sync_bn=sync_bn, name=name
+        )
+
+    model = build(classes, aux)
+    if weights is None:
+        return model
+    if weights == "pretrained":
+        weights = _cached_weights(entry)
+    path = Path(os.fspath(weights))
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    if path.name.endswith(".weights.h5"):
+        _load_keras_weights(model, path, lambda: build(entry.num_classes, entry.aux))
+    else:
+        from kseg.weights.gluoncv import load_gluoncv_params
+
+        load_gluoncv_params(model, path, skip_classifier=classes != entry.num_classes)
+    return model
+
+
+def _load_keras_weights(model, path, build_full):
+    """Load a ``.weights.h5`` saved from this model or from the full zoo model."""
+    from kseg.weights.transfer import transfer_weights
+
+    try:
+        model.load_weights(path)
+        return
+    except Exception as direct_error:  # noqa: BLE001 - retried below, reported if both fail
+        full = build_full()
+        try:
+            full.load_weights(path)
+        except Exception as full_error:  # noqa: BLE001
+            raise ValueError(
+                f"{path} does not hold weights for {model.name} "
+                f"(as built: {direct_error}; as the full zoo model: {full_error})"
+            ) from full_error
+    transfer_weights(full, model)
+
+
+def kseg_home():
+    return Path(os.environ.get("KSEG_HOME", Path.home() / ".kseg"))
+
+
+def _cached_weights(entry):
+    """The converted or GluonCV file of ``entry`` in the local cache."""
+    home = kseg_home()
+    candidates = [home / f"{entry.name}.weights.h5", home / entry.gluoncv_file, home / f"{entry.name}.params"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"No pretrained weights for {entry.name} in {home}. Download {entry.url} "
+        f"(SHA-1 {entry.sha1}), unzip it and place {entry.gluoncv_file} in {home}, "
+        f"or pass weights=PATH."
+    )
+
+
+__all__ = ["ResNetV1Backbone", "SemanticSegmenter", "get", "get_entry", "list_models"]

@@ -1,0 +1,18 @@
+"""Shared fixtures: quiet TensorFlow, and the GluonCV side environment."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from gluoncv_env import gluoncv_python  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def side_python():
+    """The side venv's python (MXNet + GluonCV), or skip."""
+    python = gluoncv_python()
+    if python is None:
+        pytest.skip("GluonCV side venv not found (set KSEG_GLUONCV_PYTHON or build .venv-gluoncv as .ci/run does)")
+    return python

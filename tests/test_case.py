@@ -1,0 +1,60 @@
+"""A shared harness for model tests, in the keras-hub manner."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def as_dict(outputs):
+    return outputs if isinstance(outputs, dict) else {"logits": outputs}
+
+
+def random_images(batch, height, width, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, height, width, 3)).astype("float32")
+
+
+class ModelTestHarness:
+    """Checks every segmentation model must pass; mixed into a pytest class."""
+
+    def run_output_shape_test(self, model, num_classes, sizes=((1, 64, 64), (2, 97, 131), (1, 33, 47))):
+        for batch, height, width in sizes:
+            outputs = as_dict(model(random_images(batch, height, width), training=False))
+            for name, value in outputs.items():
+                assert tuple(value.shape) == (batch, height, width, num_classes), (name, value.shape)
+                assert np.all(np.isfinite(value)), name
+
+    def run_config_roundtrip_test(self, model):
+        config = model.get_config()
+        clone = model.__class__.from_config(config)
+        assert clone.get_config() == config
+        assert clone.count_params() == model.count_params()
+
+    def run_saving_test(self, model, tmp_path, images):
+        expected = as_dict(model(images, training=False))
+
+        path = os.path.join(tmp_path, "model.keras")
+        model.save(path)
+        restored = keras.models.load_model(path)
+        assert isinstance(restored, model.__class__)
+        self._assert_outputs_equal(as_dict(restored(images, training=False)), expected)
+
+        weights = os.path.join(tmp_path, "model.weights.h5")
+        model.save_weights(weights)
+        fresh = model.__class__.from_config(model.get_config())
+        fresh.load_weights(weights)
+        self._assert_outputs_equal(as_dict(fresh(images, training=False)), expected)
+
+    def run_jit_test(self, model, images, atol=1e-5):
+        eager = as_dict(model(images, training=False))
+        compiled = tf.function(lambda x: model(x, training=False), jit_compile=True)
+        jitted = as_dict(compiled(images))
+        for name, value in eager.items():
+            np.testing.assert_allclose(jitted[name], value, atol=atol, rtol=1e-5, err_msg=name)
+
+    @staticmethod
+    def _assert_outputs_equal(actual, expected):
+        assert actual.keys() == expected.keys()
+        for name, value in expected.items():
+            np.testing.assert_allclose(actual[name], value, atol=1e-6, err_msg=name)
