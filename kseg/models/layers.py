@@ -103,9 +103,7 @@ def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False)
 
 
 def batch_norm(x, name, sync=False):
-    return keras.layers.BatchNormalization(
-        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=sync, name=name
-    )(x)
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=sync, name=name)(x)
 
 
 def relu(x, name):

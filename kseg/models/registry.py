@@ -53,9 +53,7 @@ def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_b
 
     def build(num, with_aux):
         backbone = build_backbone(entry.backbone, output_stride, sync_bn)
-        return SemanticSegmenter(
-            backbone, head=entry.head, num_classes=num, aux=with_aux, sync_bn=sync_bn, name=name
-        )
+        return SemanticSegmenter(backbone, head=entry.head, num_classes=num, aux=with_aux, sync_bn=sync_bn, name=name)
 
     model = build(classes, aux)
     if weights is None:

@@ -25,7 +25,9 @@ def test_resnet_output_stride(output_stride, expected):
 
 
 def test_resnet_odd_sizes_follow_floor_arithmetic():
-    backbone = ResNetV1Backbone(depth=None, block="bottleneck", stage_depths=(1, 1, 1, 1), base_width=8, output_stride=8)
+    backbone = ResNetV1Backbone(
+        depth=None, block="bottleneck", stage_depths=(1, 1, 1, 1), base_width=8, output_stride=8
+    )
     features = backbone(random_images(2, 97, 131))
     # conv 3x3/2 pad 1 -> 49x66, max pool 3/2/1 -> 25x33, layer2 stride 2 -> 13x17
     assert spatial(features, "c1") == (49, 66)
@@ -36,7 +38,11 @@ def test_resnet_odd_sizes_follow_floor_arithmetic():
 def _dilations(backbone, stage):
     rates = {}
     for layer in backbone.layers:
-        if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith(f"layer{stage}_") and layer.kernel_size == (3, 3):
+        if (
+            isinstance(layer, keras.layers.Conv2D)
+            and layer.name.startswith(f"layer{stage}_")
+            and layer.kernel_size == (3, 3)
+        ):
             rates[layer.name] = layer.dilation_rate[0]
     return rates
 
@@ -78,7 +84,10 @@ def test_wideresnet38_strides_and_widths():
     assert features["c5"].shape[-1] == 4096 // 32
 
 
-@pytest.mark.parametrize("kwargs,message", [({"variant": "v2"}, "Unknown ResNet variant"), ({"output_stride": 4}, "output_stride"), ({"depth": 77}, "depth")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [({"variant": "v2"}, "Unknown ResNet variant"), ({"output_stride": 4}, "output_stride"), ({"depth": 77}, "depth")],
+)
 def test_backbone_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ResNetV1Backbone(**kwargs)

@@ -28,7 +28,11 @@ def test_entry_metadata_is_complete(name):
     entry = get_entry(name)
     assert re.fullmatch(r"[0-9a-f]{40}", entry.sha1)
     assert entry.gluoncv_file == f"{name}-{entry.sha1[:8]}.params"
-    assert len(entry.classes) == entry.num_classes == {"ade20k": 150, "pascal_voc": 21, "coco": 21, "citys": 19}[entry.dataset]
+    assert (
+        len(entry.classes)
+        == entry.num_classes
+        == {"ade20k": 150, "pascal_voc": 21, "coco": 21, "citys": 19}[entry.dataset]
+    )
     assert entry.miou is not None and 30 < entry.miou < 90
     assert entry.crop_size < entry.base_size
     assert entry.recipe == f"recipes/{name}.flags"
@@ -61,7 +65,9 @@ def _gluoncv_param_count(name):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("name", ["fcn_resnet101_voc", "psp_resnet101_voc", "deeplab_resnet101_voc", "deeplab_v3b_plus_wideresnet_citys"])
+@pytest.mark.parametrize(
+    "name", ["fcn_resnet101_voc", "psp_resnet101_voc", "deeplab_resnet101_voc", "deeplab_v3b_plus_wideresnet_citys"]
+)
 def test_parameter_count_equals_gluoncv(name):
     if not PARAM_NAMES.is_dir():
         pytest.skip(f"GluonCV parameter listings not found at {PARAM_NAMES}")

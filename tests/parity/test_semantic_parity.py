@@ -44,7 +44,9 @@ def gluoncv_reference(side_python, directory, name):
             "--model", name, "--seed", str(SEED), "--inputs", INPUTS, "--out", str(directory),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)
-        assert result.returncode == 0, f"GluonCV reference failed for {name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"GluonCV reference failed for {name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return params, np.load(outputs)
 
 

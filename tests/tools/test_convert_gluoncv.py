@@ -30,7 +30,14 @@ def test_cli_requires_arguments():
 def test_cli_rejects_unknown_model_and_missing_file(tmp_path):
     result = run_tool("--model", "fcn_resnet50_adee", "--params", "x.params", "--out", str(tmp_path / "o.weights.h5"))
     assert result.returncode == 1 and "Did you mean: fcn_resnet50_ade" in result.stderr
-    result = run_tool("--model", "fcn_resnet50_ade", "--params", str(tmp_path / "none.params"), "--out", str(tmp_path / "o.weights.h5"))
+    result = run_tool(
+        "--model",
+        "fcn_resnet50_ade",
+        "--params",
+        str(tmp_path / "none.params"),
+        "--out",
+        str(tmp_path / "o.weights.h5"),
+    )
     assert result.returncode == 1 and "not found" in result.stderr
 
 

@@ -13,11 +13,22 @@ def tiny(head, variant="v1s", aux=True, num_classes=4):
     if head == "deeplabv3plus":
         backbone = WideResNet38Backbone(width_divisor=32, name="backbone")
         return SemanticSegmenter(backbone, head=head, num_classes=num_classes, head_channels=16)
-    backbone = ResNetV1Backbone(depth=None, variant=variant, block="bottleneck", stage_depths=(1, 2, 1, 1), base_width=8, output_stride=8, name="backbone")
+    backbone = ResNetV1Backbone(
+        depth=None,
+        variant=variant,
+        block="bottleneck",
+        stage_depths=(1, 2, 1, 1),
+        base_width=8,
+        output_stride=8,
+        name="backbone",
+    )
     return SemanticSegmenter(backbone, head=head, num_classes=num_classes, aux=aux, head_channels=16)
 
 
-@pytest.mark.parametrize("head,variant", [("fcn", "v1s"), ("psp", "v1s"), ("deeplabv3", "v1s"), ("fcn", "v1b"), ("fcn", "v1d"), ("deeplabv3plus", None)])
+@pytest.mark.parametrize(
+    "head,variant",
+    [("fcn", "v1s"), ("psp", "v1s"), ("deeplabv3", "v1s"), ("fcn", "v1b"), ("fcn", "v1d"), ("deeplabv3plus", None)],
+)
 def test_roundtrip_through_gluoncv_bytes(head, variant):
     source = tiny(head, variant)
     data = params_to_bytes(gluoncv_arrays(source))

@@ -71,9 +71,7 @@ def _shortcut(filters, strides, avg_down, name, sync_bn):
             if strides > 1:
                 # Ceil mode without padding, averaging only real pixels: TF's
                 # "same" pools exactly that for a window equal to its stride.
-                x = keras.layers.AveragePooling2D(
-                    strides, strides, padding="same", name=f"{name}_pool"
-                )(x)
+                x = keras.layers.AveragePooling2D(strides, strides, padding="same", name=f"{name}_pool")(x)
             x = conv2d(x, filters, 1, f"{name}_conv")
         else:
             x = conv2d(x, filters, 1, f"{name}_conv", strides=strides)
