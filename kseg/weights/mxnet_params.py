@@ -204,7 +204,7 @@ def params_to_bytes(arrays: Mapping[str, np.ndarray], version: int = 2) -> bytes
         raise ValueError(f"version must be 0, 1, 2 or 3, got {version}")
     parts = [struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays))]
     for name, value in arrays.items():
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value)  # not ascontiguousarray: it turns 0-d into 1-d
         flag = _dtype_flag(array)
         if version == 2 and array.ndim == 0:
             raise ValueError(f"{name!r}: version 2 cannot store a 0-d array (use version 3)")
