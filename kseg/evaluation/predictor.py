@@ -1,0 +1,98 @@
+"""Single-scale inference, compiled once per input shape.
+
+A segmentation model takes images of any size, but XLA compiles for static
+shapes. :class:`CompiledCall` makes that explicit: with ``jit_compile=True``
+it keeps one ``tf.function(jit_compile=True)`` per input shape, each with a
+fixed input signature, so one shape means exactly one trace and one XLA
+compilation, and ``traces`` shows what was compiled. Without XLA (the better
+choice on CPU, where XLA is no faster) a single shape-relaxed ``tf.function``
+serves every size.
+"""
+
+import collections
+
+import tensorflow as tf
+
+
+def gpu_present():
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_jit(jit_compile):
+    """``None`` means XLA when a GPU is present (XLA gives no speed-up on CPU)."""
+    return gpu_present() if jit_compile is None else bool(jit_compile)
+
+
+def main_logits(outputs):
+    """The logits of a model that may also return auxiliary ones."""
+    return outputs["logits"] if isinstance(outputs, dict) else outputs
+
+
+class CompiledCall:
+    """``fn(x)`` for float32 ``x``, traced (and XLA-compiled) once per static shape.
+
+    Args:
+        fn: a function of one float32 tensor, e.g. a model call.
+        jit_compile: True for XLA, False for a plain graph, None for XLA when a GPU is present.
+    """
+
+    def __init__(self, fn, jit_compile=True):
+        self._fn = fn
+        self.jit_compile = resolve_jit(jit_compile)
+        self.traces = collections.Counter()  # input shape at trace time -> number of traces
+        self._by_shape = {}
+        self._relaxed = tf.function(self._traced, reduce_retracing=True)
+
+    def _traced(self, x):
+        self.traces[tuple(x.shape)] += 1  # runs only while tracing
+        return self._fn(x)
+
+    @property
+    def num_traces(self):
+        return sum(self.traces.values())
+
+    def __call__(self, x):
+        x = tf.convert_to_tensor(x, tf.float32)
+        if not self.jit_compile:
+            return self._relaxed(x)
+        shape = tuple(x.shape)
+        function = self._by_shape.get(shape)
+        if function is None:
+            spec = tf.TensorSpec(shape, tf.float32)
+            function = tf.function(self._traced, jit_compile=True, input_signature=[spec])
+            self._by_shape[shape] = function
+        return function(x)
+
+
+class Predictor:
+    """Single-scale prediction: logits at the image size for a batch.
+
+    Args:
+        model: a kseg semantic model (NHWC normalised float images in, logits
+            ``[B, H, W, C]`` at the input size out; aux outputs are dropped).
+        jit_compile: True (XLA, one compilation per input shape), False, or
+            None for XLA when a GPU is present.
+    """
+
+    def __init__(self, model, jit_compile=True):
+        self.model = model
+        self._call = CompiledCall(lambda x: main_logits(model(x, training=False)), jit_compile)
+
+    @property
+    def jit_compile(self):
+        return self._call.jit_compile
+
+    @property
+    def traces(self):
+        return self._call.traces
+
+    def logits(self, images):
+        """``[B, H, W, C]`` float32 logits for ``[B, H, W, 3]`` (or one ``[H, W, 3]``) images."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        if images.shape.rank == 3:
+            return self._call(images[None])[0]
+        return self._call(images)
+
+    def predict(self, images):
+        """Class indices (int32), ``[B, H, W]`` or ``[H, W]``."""
+        return tf.argmax(self.logits(images), axis=-1, output_type=tf.int32)
