@@ -9,9 +9,7 @@ against GluonCV's model store first.
 """
 
 import hashlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
@@ -34,6 +32,7 @@ def sha1_of(path, chunk=1 << 20):
 def convert(model_name, params, out, verify=False):
     """Convert and write atomically; returns the built model."""
     import kseg
+    from kseg.utils.io import atomic_path
 
     entry = kseg.models.get_entry(model_name)
     params, out = Path(params), Path(out)
@@ -48,15 +47,8 @@ def convert(model_name, params, out, verify=False):
                 f"SHA-1 mismatch for {params}: {actual}, but GluonCV's {entry.gluoncv_file} has {entry.sha1}"
             )
     model = kseg.models.get(model_name, weights=params, aux=entry.aux)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return model
 
 

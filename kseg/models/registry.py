@@ -6,7 +6,11 @@ from pathlib import Path
 
 from kseg.models.backbones import ResNetV1Backbone, WideResNet38Backbone, resnet_v1
 from kseg.models.segmentation import SemanticSegmenter
-from kseg.models.zoo import SEMANTIC_ZOO
+from kseg.models.zoo import METHOD_HEADS, SEMANTIC_ZOO
+
+# GluonCV's segmentation scripts name backbones without the variant; they mean v1s.
+_SHORT_BACKBONES = {"wideresnet": "wideresnet38"}
+_DATASET_SUFFIX = {"ade20k": "ade", "pascal_voc": "voc", "pascal_aug": "voc", "coco": "coco", "citys": "citys"}
 
 
 def list_models():
@@ -32,6 +36,42 @@ def build_backbone(backbone, output_stride=8, sync_bn=False):
     return resnet_v1(backbone, output_stride=output_stride, sync_bn=sync_bn, name="backbone")
 
 
+def canonical_backbone(backbone):
+    """GluonCV's script names (``resnet101``, ``wideresnet``) -> kseg's (``resnet101_v1s``, ``wideresnet38``)."""
+    backbone = _SHORT_BACKBONES.get(backbone, backbone)
+    if backbone.startswith("resnet") and "_v1" not in backbone:
+        backbone += "_v1s"
+    return backbone
+
+
+def zoo_name(method, backbone, dataset):
+    """The zoo name GluonCV's test.py forms from ``--model/--backbone/--dataset``."""
+    if dataset not in _DATASET_SUFFIX:
+        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {', '.join(_DATASET_SUFFIX)}")
+    return f"{method}_{backbone}_{_DATASET_SUFFIX[dataset]}"
+
+
+def build(method, backbone, num_classes, aux=False, output_stride=8, sync_bn=False, name=None):
+    """A semantic model outside the zoo table, e.g. ``build("psp", "resnet18_v1b", 19)``.
+
+    ``method`` is GluonCV's (fcn, psp, deeplab, deeplab_v3b_plus) and ``backbone``
+    a kseg or GluonCV backbone name. Weights start random.
+    """
+    if method not in METHOD_HEADS:
+        close = difflib.get_close_matches(str(method), METHOD_HEADS, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown method {method!r}.{hint} Methods: {', '.join(METHOD_HEADS)}")
+    backbone = canonical_backbone(backbone)
+    return SemanticSegmenter(
+        build_backbone(backbone, output_stride, sync_bn),
+        head=METHOD_HEADS[method],
+        num_classes=int(num_classes),
+        aux=aux,
+        sync_bn=sync_bn,
+        name=name or f"{method}_{backbone}",
+    )
+
+
 def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_bn=False):
     """Build a zoo model by its GluonCV name.
 
@@ -51,25 +91,39 @@ def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_b
     if aux and not entry.aux:
         raise ValueError(f"{name} has no auxiliary head (aux must be False)")
 
-    def build(num, with_aux):
-        backbone = build_backbone(entry.backbone, output_stride, sync_bn)
-        return SemanticSegmenter(backbone, head=entry.head, num_classes=num, aux=with_aux, sync_bn=sync_bn, name=name)
+    def build_entry(num, with_aux):
+        return build(entry.method, entry.backbone, num, with_aux, output_stride, sync_bn, name=name)
 
-    model = build(classes, aux)
+    model = build_entry(classes, aux)
     if weights is None:
         return model
     if weights == "pretrained":
         weights = _cached_weights(entry)
+    load_weights(
+        model,
+        weights,
+        build_full=lambda: build_entry(entry.num_classes, entry.aux),
+        skip_classifier=classes != entry.num_classes,
+    )
+    return model
+
+
+def load_weights(model, weights, build_full=None, skip_classifier=False):
+    """Load a GluonCV ``.params`` or kseg ``.weights.h5`` file into ``model``.
+
+    ``build_full`` builds the model the file was saved from when that may
+    differ (aux head, other classes); its matching weights are transferred.
+    ``skip_classifier`` leaves the class layers of a ``.params`` file out.
+    """
     path = Path(os.fspath(weights))
     if not path.is_file():
         raise FileNotFoundError(f"Weights file not found: {path}")
     if path.name.endswith(".weights.h5"):
-        _load_keras_weights(model, path, lambda: build(entry.num_classes, entry.aux))
+        _load_keras_weights(model, path, build_full)
     else:
         from kseg.weights.gluoncv import load_gluoncv_params
 
-        load_gluoncv_params(model, path, skip_classifier=classes != entry.num_classes)
-    return model
+        load_gluoncv_params(model, path, skip_classifier=skip_classifier)
 
 
 def _load_keras_weights(model, path, build_full):
@@ -80,6 +134,8 @@ def _load_keras_weights(model, path, build_full):
         model.load_weights(path)
         return
     except Exception as direct_error:  # noqa: BLE001 - retried below, reported if both fail
+        if build_full is None:
+            raise ValueError(f"{path} does not hold weights for {model.name}: {direct_error}") from direct_error
         full = build_full()
         try:
             full.load_weights(path)
@@ -109,4 +165,4 @@ def _cached_weights(entry):
     )
 
 
-__all__ = ["ResNetV1Backbone", "SemanticSegmenter", "get", "get_entry", "list_models"]
+__all__ = ["ResNetV1Backbone", "SemanticSegmenter", "build", "get", "get_entry", "list_models", "zoo_name"]

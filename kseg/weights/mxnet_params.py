@@ -21,11 +21,12 @@ saying what is wrong and where.
 
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from kseg.utils.io import write_atomic
 
 LIST_MAGIC = 0x112
 V1_MAGIC = 0xF993FAC8
@@ -229,14 +230,4 @@ def params_to_bytes(arrays: Mapping[str, np.ndarray], version: int = 2) -> bytes
 def write_params(path, arrays: Mapping[str, np.ndarray], version: int = 2) -> None:
     """Write a ``.params`` file atomically (a temp file in the same folder, then rename)."""
     data = params_to_bytes(arrays, version)
-    path = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, data)

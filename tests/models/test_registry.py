@@ -4,6 +4,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import kseg
@@ -81,3 +82,33 @@ def test_every_zoo_model_builds(name):
     model = get(name)
     assert model.num_classes == SEMANTIC_ZOO[name].num_classes
     assert model.name == name
+
+
+def test_gluoncv_script_names_resolve_to_zoo_names():
+    assert kseg.models.canonical_backbone("resnet101") == "resnet101_v1s"
+    assert kseg.models.canonical_backbone("resnet18_v1b") == "resnet18_v1b"
+    assert kseg.models.canonical_backbone("wideresnet") == "wideresnet38"
+    assert kseg.models.zoo_name("psp", "resnet101", "pascal_aug") == "psp_resnet101_voc"
+    assert kseg.models.zoo_name("deeplab_v3b_plus", "wideresnet", "citys") in SEMANTIC_ZOO
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        kseg.models.zoo_name("fcn", "resnet50", "imagenet")
+
+
+def test_build_outside_the_zoo_and_reload_its_weights(tmp_path):
+    model = kseg.models.build("psp", "resnet18_v1b", num_classes=5, name="psp_small")
+    logits = model(np.zeros((1, 33, 45, 3), np.float32))
+    assert logits.shape == (1, 33, 45, 5)
+    path = tmp_path / "psp_small.weights.h5"
+    model.save_weights(path)
+    again = kseg.models.build("psp", "resnet18_v1b", num_classes=5, name="psp_small")
+    kseg.models.registry.load_weights(again, path)
+    for a, b in zip(model.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = kseg.models.build("fcn", "resnet18_v1b", num_classes=5)
+    with pytest.raises(ValueError, match="does not hold weights"):
+        kseg.models.registry.load_weights(other, path)
+
+
+def test_unknown_method_lists_close_matches():
+    with pytest.raises(ValueError, match="Did you mean: psp"):
+        kseg.models.build("pspp", "resnet18_v1b", num_classes=3)
