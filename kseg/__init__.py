@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from kseg import data, metrics, models  # noqa: E402
+from kseg import data, metrics, models, visualize  # noqa: E402
 
-__all__ = ["__version__", "models"]
+__all__ = ["__version__", "data", "metrics", "models", "visualize"]

@@ -1,0 +1,1 @@
+"""Command-line programs shared by ``recipes/`` and the ``kseg`` command."""

@@ -1,0 +1,97 @@
+"""``recipes/test.py``: flags and the run (the flags are GluonCV's test.py's)."""
+
+import os
+import time
+
+from absl import flags
+
+import kseg
+from kseg.cli.evaluate import EvalSettings, evaluate, write_metrics
+from kseg.cli.flags import dataset_root, jit_compile, value
+from kseg.cli.models import build_model, choose_model
+
+
+def define_test_flags():
+    flags.DEFINE_boolean("eval", False, "pixAcc/mIoU on a labelled split (default val), written to metrics.json.")
+    flags.DEFINE_enum("mode", "testval", ["testval", "val"], "testval: full images; val: centre crops.")
+    flags.DEFINE_string("split", None, "Split to read (default: val with --eval, test without).")
+    flags.DEFINE_boolean("multi-scale", True, "GluonCV's multi-scale protocol (--nomulti-scale: one scale).")
+    flags.DEFINE_list("scales", ["0.5", "0.75", "1.0", "1.25", "1.5", "1.75"], "Scales of the multi-scale protocol.")
+    flags.DEFINE_boolean("flip", True, "Add horizontally flipped predictions (multi-scale protocol).")
+    flags.DEFINE_integer("window-batch", 8, "Windows (flips included) per model call in the multi-scale protocol.")
+    flags.DEFINE_string("out-dir", "outdir", "Folder for metrics.json and prediction PNGs.")
+    flags.DEFINE_boolean("save-predictions", False, "With --eval, also write the prediction PNGs.")
+    flags.DEFINE_integer("max-images", None, "Only the first N images (quick checks).")
+
+
+def _weights_flag(choice):
+    weights = value("weights") or value("resume")
+    if weights is None:
+        return "pretrained" if choice.entry is not None else None
+    return None if weights.lower() == "none" else weights
+
+
+def run_test(_flags=None):
+    """Build the model and data set from the flags, evaluate or predict, and return the result dict."""
+    choice = choose_model(value("model-zoo"), value("model"), value("backbone"), value("dataset"))
+    with_metrics = value("eval")
+    split = value("split") or ("val" if with_metrics else "test")
+    dataset = kseg.data.get_dataset(choice.dataset, split=split, root=dataset_root())
+
+    entry = choice.entry
+    base_size = value("base-size") or (entry.base_size if entry else 520)
+    crop_size = value("crop-size") or (entry.crop_size if entry else 480)
+    settings = EvalSettings(
+        base_size=base_size,
+        crop_size=crop_size,
+        mode=value("mode"),
+        multi_scale=value("multi-scale"),
+        scales=tuple(float(s) for s in value("scales")),
+        flip=value("flip"),
+        batch_size=value("batch-size"),
+        window_batch=value("window-batch"),
+        jit_compile=jit_compile(),
+        max_images=value("max-images"),
+    )
+    weights = _weights_flag(choice)
+    model = build_model(choice, weights, dataset.num_classes, output_stride=value("output-stride"))
+
+    out_dir = value("out-dir")
+    scales = f"scales {list(settings.scales)}{' + flip' if settings.flip else ''}"
+    print(
+        f"{choice.name} on {dataset.name}/{split} ({len(dataset)} images), {settings.mode} mode, "
+        f"{scales if settings.multi_scale else 'single scale'}, base {base_size} crop {crop_size}"
+    )
+    result = evaluate(
+        model,
+        dataset,
+        settings,
+        out_dir=out_dir,
+        compute_metrics=with_metrics,
+        save_predictions=value("save-predictions") or not with_metrics,
+    )
+    if not with_metrics:
+        print(f"Wrote {result['images']} prediction PNGs to {out_dir}")
+        return result
+
+    report = {
+        "model": choice.name,
+        "weights": str(weights),
+        "dataset": dataset.name,
+        "split": split,
+        "dataset_root": str(dataset.root),
+        "mode": settings.mode,
+        "multi_scale": settings.multi_scale,
+        "scales": list(settings.scales) if settings.multi_scale else [1.0],
+        "flip": settings.flip and settings.multi_scale,
+        "base_size": base_size,
+        "crop_size": crop_size,
+        **result,
+        "gluoncv_reported": entry.metrics if entry else None,
+        "kseg_version": kseg.__version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = os.path.join(out_dir, "metrics.json")
+    write_metrics(path, report)
+    print(f"pixAcc {100 * result['pixAcc']:.2f}  mIoU {100 * result['mIoU']:.2f}  ({result['images']} images): {path}")
+    return report
