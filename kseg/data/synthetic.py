@@ -107,6 +107,15 @@ def _voc_names(samples):
     return {split: [f"2012_{split}{i:04d}" for i in range(len(items))] for split, items in samples.items()}
 
 
+def _write_split_lists(folder, names, test=False):
+    """train.txt, val.txt, trainval.txt (and test.txt, the val names again) as VOC and SBD list them."""
+    lists = {"train": names["train"], "val": names["val"], "trainval": names["train"] + names["val"]}
+    if test:
+        lists["test"] = names["val"]
+    for split, split_names in lists.items():
+        write_atomic(folder / f"{split}.txt", "\n".join(split_names) + "\n")
+
+
 def _write_pascal_voc(root, samples):
     folder = root / "VOCdevkit" / "VOC2012"
     names = _voc_names(samples)
@@ -116,11 +125,7 @@ def _write_pascal_voc(root, samples):
             raw = np.where(labels < 0, 0, labels)
             raw[_border(labels)] = 255
             _voc_palette_png(folder / "SegmentationClass" / f"{name}.png", raw)
-    lists = folder / "ImageSets" / "Segmentation"
-    write_atomic(lists / "train.txt", "\n".join(names["train"]) + "\n")
-    write_atomic(lists / "val.txt", "\n".join(names["val"]) + "\n")
-    write_atomic(lists / "trainval.txt", "\n".join(names["train"] + names["val"]) + "\n")
-    write_atomic(lists / "test.txt", "\n".join(names["val"]) + "\n")
+    _write_split_lists(folder / "ImageSets" / "Segmentation", names, test=True)
     return folder
 
 
@@ -139,9 +144,7 @@ def _write_pascal_aug(root, samples):
             (folder / "cls").mkdir(parents=True, exist_ok=True)
             with atomic_path(folder / "cls" / f"{name}.mat", suffix=".mat") as tmp:
                 scipy.io.savemat(tmp, {"GTcls": struct})
-    write_atomic(folder / "trainval.txt", "\n".join(names["train"] + names["val"]) + "\n")
-    write_atomic(folder / "train.txt", "\n".join(names["train"]) + "\n")
-    write_atomic(folder / "val.txt", "\n".join(names["val"]) + "\n")
+    _write_split_lists(folder, names)
     return folder
 
 

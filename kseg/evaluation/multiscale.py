@@ -26,7 +26,7 @@ rounding:
 import tensorflow as tf
 
 from kseg.evaluation.grid import GLUONCV_SCALES, IMAGENET_MEAN, IMAGENET_STD, normalized_black, plan_scale
-from kseg.evaluation.predictor import CompiledCall, main_logits
+from kseg.evaluation.predictor import CompiledCall, _Compiled, main_logits
 from kseg.ops import resize_bilinear_align_corners
 
 
@@ -56,7 +56,7 @@ def pad_bottom_right(image, height, width, value):
     return image
 
 
-class MultiScalePredictor:
+class MultiScalePredictor(_Compiled):
     """GluonCV's ``MultiEvalModel`` for a kseg semantic model, one image at a time.
 
     Args:
@@ -99,15 +99,6 @@ class MultiScalePredictor:
         self.max_batch = int(max_batch)
         self.pad_value = tf.constant(normalized_black(mean, std))
         self._call = CompiledCall(self._score_windows, jit_compile)
-
-    @property
-    def jit_compile(self):
-        return self._call.jit_compile
-
-    @property
-    def traces(self):
-        """Input shape -> number of traces of the window scorer (one each under XLA)."""
-        return self._call.traces
 
     @property
     def windows_per_call(self):

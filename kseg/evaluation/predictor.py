@@ -64,7 +64,20 @@ class CompiledCall:
         return function(x)
 
 
-class Predictor:
+class _Compiled:
+    """What predictors share: ``self._call`` is their :class:`CompiledCall`."""
+
+    @property
+    def jit_compile(self):
+        return self._call.jit_compile
+
+    @property
+    def traces(self):
+        """Input shape -> number of traces (one each under XLA)."""
+        return self._call.traces
+
+
+class Predictor(_Compiled):
     """Single-scale prediction: logits at the image size for a batch.
 
     Args:
@@ -77,14 +90,6 @@ class Predictor:
     def __init__(self, model, jit_compile=True):
         self.model = model
         self._call = CompiledCall(lambda x: main_logits(model(x, training=False)), jit_compile)
-
-    @property
-    def jit_compile(self):
-        return self._call.jit_compile
-
-    @property
-    def traces(self):
-        return self._call.traces
 
     def logits(self, images):
         """``[B, H, W, C]`` float32 logits for ``[B, H, W, 3]`` (or one ``[H, W, 3]``) images."""
