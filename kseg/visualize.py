@@ -74,6 +74,9 @@ def colorize(mask, dataset):
     """A palettised ``PIL.Image`` (mode "P") of a class-index mask, as GluonCV's ``get_color_pallete``."""
     mask = _indices(mask)
     colors = palette(dataset)
+    high = 254 if dataset == "ade20k" else 255  # the largest index that fits a uint8 pixel
+    if mask.size and (mask.min() < -1 or mask.max() > high):
+        raise ValueError(f"{dataset} masks hold -1 (ignore) or classes 0..{high}, got {mask.min()}..{mask.max()}")
     if dataset == "ade20k":
         mask = mask + 1
     elif dataset in ("pascal_voc", "pascal_aug"):

@@ -27,13 +27,15 @@ GLUONCV_SCRIPT = textwrap.dedent(
 @pytest.mark.gluoncv
 def test_colorize_equals_gluoncv_get_color_pallete(side_python, tmp_path):
     rng = np.random.default_rng(0)
-    masks = {
+    masks = {  # every key with ignore (-1) pixels; VOC also with its raw boundary value 255
         "pascal_voc": rng.integers(-1, 21, (7, 9)),
         "pascal_aug": rng.integers(-1, 21, (7, 9)),
-        "coco": rng.integers(0, 21, (7, 9)),
+        "coco": rng.integers(-1, 21, (7, 9)),
         "ade20k": rng.integers(-1, 150, (7, 9)),
-        "citys": rng.integers(0, 19, (7, 9)),
+        "citys": rng.integers(-1, 19, (7, 9)),
     }
+    masks["pascal_voc"][0, :3] = [-1, 255, 20]
+    masks["ade20k"][0, :3] = [-1, 0, 149]
     np.savez(tmp_path / "masks.npz", **masks)
     result = subprocess.run(
         [side_python, "-c", GLUONCV_SCRIPT, str(tmp_path / "masks.npz"), str(tmp_path / "out.npz")],
@@ -53,6 +55,11 @@ def test_palettes_have_the_known_colours():
     assert visualize.palette("pascal_voc")[15].tolist() == [192, 128, 128]  # person
     assert visualize.palette("citys")[0].tolist() == [128, 64, 128]  # road
     assert visualize.palette("ade20k")[1].tolist() == [120, 120, 120]  # wall
+    # GluonCV's lengths, kept so that colorize's PNG palettes equal get_color_pallete's.
+    shapes = {key: visualize.palette(key).shape for key in visualize.DATASET_KEYS}
+    assert shapes == {"ade20k": (151, 3), "pascal_voc": (256, 3), "pascal_aug": (256, 3), "coco": (256, 3),
+                      "citys": (19, 3)}
+    assert all(visualize.palette(key).dtype == np.uint8 for key in visualize.DATASET_KEYS)
     with pytest.raises(ValueError, match="Unknown dataset 'voc'"):
         visualize.palette("voc")
 
@@ -81,6 +88,14 @@ def test_bad_input_is_named(tmp_path):
         visualize.color_mask(np.array([[19]]), "citys")
     with pytest.raises(ValueError, match="integer array"):
         visualize.colorize(np.zeros((2, 2), np.float32), "coco")
+    with pytest.raises(ValueError, match=r"classes 0\.\.254, got -1\.\.255"):
+        visualize.colorize(np.array([[-1, 255]]), "ade20k")  # ADE indices are shifted by one
+    with pytest.raises(ValueError, match="got -2..0"):
+        visualize.colorize(np.array([[-2, 0]]), "pascal_voc")
+    with pytest.raises(ValueError, match="alpha"):
+        visualize.overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), int), "citys", alpha=1.5)
+    with pytest.raises(ValueError, match="Unknown dataset 'mhpv1'"):
+        visualize.colorize(np.zeros((2, 2), int), "mhpv1")
 
 
 def test_legend_and_save_png(tmp_path):

@@ -1,6 +1,7 @@
 """tools/predict.py: mask and overlay PNGs for image files."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,10 @@ from PIL import Image
 
 import kseg
 from kseg.data.preprocessing import normalize_image
-from kseg.evaluation import Predictor
+from kseg.evaluation import MultiScalePredictor, Predictor
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "predict.py"
+MODEL = "fcn_resnet50_ade"
 
 
 def load_tool():
@@ -21,31 +23,107 @@ def load_tool():
     return module
 
 
-@pytest.mark.large
-def test_writes_palettised_masks_and_overlays(tmp_path):
+def write_images(folder, sizes, suffix=".jpg"):
     rng = np.random.default_rng(0)
     paths = []
-    for i, size in enumerate([(40, 56), (33, 47)]):
-        path = tmp_path / f"image{i}.jpg"
+    for i, size in enumerate(sizes):
+        path = folder / f"image{i}{suffix}"
         Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
         paths.append(path)
-    weights = tmp_path / "fcn.weights.h5"
-    keras_model = kseg.models.get("fcn_resnet50_ade")
-    keras_model.save_weights(weights)
+    return paths
 
-    written = load_tool().main(["--model", "fcn_resnet50_ade", "--weights", str(weights), "--out",
-                                str(tmp_path / "out"), *map(str, paths)])
-    predictor = Predictor(keras_model, jit_compile=False)
+
+@pytest.fixture(scope="module")
+def random_model():
+    """One random-weight zoo model, handed to the tool in place of kseg.models.get's (one build, not three)."""
+    return kseg.models.get(MODEL, weights=None)
+
+
+@pytest.fixture
+def tool(random_model, monkeypatch):
+    calls = []
+
+    def get(name, weights="pretrained"):
+        calls.append((name, weights))
+        return random_model
+
+    monkeypatch.setattr(kseg.models, "get", get)
+    module = load_tool()
+    module.calls = calls
+    return module
+
+
+def read_rgb(path):
+    with Image.open(path) as source:
+        return np.asarray(source.convert("RGB"))
+
+
+def test_single_scale_masks_equal_the_predictor(tool, random_model, tmp_path, capsys):
+    paths = write_images(tmp_path, [(40, 56), (33, 47)])
+    written = tool.main(["--model", MODEL, "--weights", "none", "--out", str(tmp_path / "out"), *map(str, paths)])
+    assert tool.calls == [(MODEL, None)]  # 'none' means random weights
+    predictor = Predictor(random_model, jit_compile=False)
     for path, (mask_path, overlay_path) in zip(paths, written, strict=True):
-        with Image.open(path) as source:
-            image = np.asarray(source.convert("RGB"))
+        assert mask_path == tmp_path / "out" / f"{path.stem}_mask.png"
+        assert overlay_path == tmp_path / "out" / f"{path.stem}_overlay.png"
+        image = read_rgb(path)
         with Image.open(mask_path) as mask, Image.open(overlay_path) as overlay:
             assert mask.mode == "P" and overlay.mode == "RGB"
             assert mask.size == overlay.size == (image.shape[1], image.shape[0])
             expected = np.asarray(predictor.predict(normalize_image(image)))
-            np.testing.assert_array_equal(np.asarray(mask), expected + 1)  # ADE colours index class + 1
+            np.testing.assert_array_equal(np.asarray(mask), expected + 1)  # GluonCV's ADE palette: class + 1
+            assert len(mask.getpalette()) == 151 * 3
+    out = capsys.readouterr().out  # one line per image (above the progress bar), with class shares
+    assert re.findall(r"(image\d\.jpg): [^\n]*%", out) == ["image0.jpg", "image1.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "image0_mask.png", "image0_overlay.png", "image1_mask.png", "image1_overlay.png"]  # no temp files left
 
 
-def test_missing_image_is_named_before_loading_a_model(tmp_path):
+def test_multi_scale_without_flip(tool, random_model, tmp_path):
+    (path,) = write_images(tmp_path, [(30, 38)], suffix=".png")
+    args = ["--model", MODEL, "--multi-scale", "--no-flip", "--base-size", "40", "--crop-size", "32"]
+    [(mask_path, _)] = tool.main([*args, "--dataset", "ade20k", "--out", str(tmp_path), str(path)])
+    assert tool.calls == [(MODEL, "pretrained")]
+    predictor = MultiScalePredictor(random_model, base_size=40, crop_size=32, flip=False, jit_compile=False)
+    expected = np.asarray(predictor.predict(normalize_image(read_rgb(path))))
+    with Image.open(mask_path) as mask:
+        np.testing.assert_array_equal(np.asarray(mask), expected + 1)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--no-flip"], "--multi-scale is needed for --no-flip"),
+        (["--base-size", "64", "--no-flip"], "--multi-scale is needed for --no-flip, --base-size"),
+        (["--multi-scale", "--crop-size", "0"], "--crop-size must be positive"),
+        (["--alpha", "2"], "--alpha must lie in"),
+        (["--dataset", "voc"], "invalid choice: 'voc'"),
+    ],
+)
+def test_bad_flags_are_named(tmp_path, capsys, extra, message):
+    (path,) = write_images(tmp_path, [(8, 8)])
+    with pytest.raises(SystemExit):
+        load_tool().main(["--model", MODEL, *extra, str(path)])
+    assert message in capsys.readouterr().err
+
+
+def test_input_errors_are_named_before_loading_a_model(tmp_path):
+    tool = load_tool()
     with pytest.raises(SystemExit, match="Image not found: .*nowhere.jpg"):
-        load_tool().main(["--model", "fcn_resnet50_ade", str(tmp_path / "nowhere.jpg")])
+        tool.main(["--model", MODEL, str(tmp_path / "nowhere.jpg")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = [*write_images(tmp_path / "a", [(8, 8)]), *write_images(tmp_path / "b", [(8, 8)], suffix=".png")]
+    with pytest.raises(SystemExit, match="share the name image0"):
+        tool.main(["--model", MODEL, *map(str, same)])
+    (path,) = write_images(tmp_path, [(8, 8)])
+    with pytest.raises(SystemExit, match="--dataset citys has 19 classes, but fcn_resnet50_ade predicts 150"):
+        tool.main(["--model", MODEL, "--dataset", "citys", str(path)])
+    with pytest.raises(SystemExit, match="Unknown model 'fcn_resnet50_ad'.*fcn_resnet50_ade"):
+        tool.main(["--model", "fcn_resnet50_ad", str(path)])
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    (path,) = write_images(tmp_path, [(8, 8)])
+    with pytest.raises(SystemExit, match="Weights file not found: .*absent.params"):
+        load_tool().main(["--model", MODEL, "--weights", str(tmp_path / "absent.params"), str(path)])
