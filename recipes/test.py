@@ -28,7 +28,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
-    run_test(flags.FLAGS)
+    from kseg.weights.download import DownloadError
+
+    try:
+        run_test(flags.FLAGS)
+    except (ValueError, FileNotFoundError, DownloadError) as error:
+        sys.exit(f"test.py: {error}")
 
 
 if __name__ == "__main__":

@@ -8,48 +8,21 @@ file has one) and is written atomically. ``--verify`` checks the file's SHA-1
 against GluonCV's model store first.
 """
 
-import hashlib
 import sys
 from pathlib import Path
 
 from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kseg.weights.convert import convert  # noqa: E402
+from kseg.weights.download import sha1_of  # noqa: E402, F401
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Zoo name, e.g. deeplab_resnet101_voc.")
 flags.DEFINE_string("params", None, "GluonCV .params file.")
 flags.DEFINE_string("out", None, "Output path ending in .weights.h5.")
 flags.DEFINE_bool("verify", False, "Check the .params SHA-1 against GluonCV's model store.")
-
-
-def sha1_of(path, chunk=1 << 20):
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def convert(model_name, params, out, verify=False):
-    """Convert and write atomically; returns the built model."""
-    import kseg
-    from kseg.utils.io import atomic_path
-
-    entry = kseg.models.get_entry(model_name)
-    params, out = Path(params), Path(out)
-    if not out.name.endswith(".weights.h5"):
-        raise ValueError(f"--out must end in .weights.h5 (Keras' weights format), got {out}")
-    if not params.is_file():
-        raise FileNotFoundError(f"GluonCV file not found: {params}")
-    if verify:
-        actual = sha1_of(params)
-        if actual != entry.sha1:
-            raise ValueError(
-                f"SHA-1 mismatch for {params}: {actual}, but GluonCV's {entry.gluoncv_file} has {entry.sha1}"
-            )
-    model = kseg.models.get(model_name, weights=params, aux=entry.aux)
-    with atomic_path(out, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    return model
 
 
 def main(argv):

@@ -128,6 +128,7 @@ def evaluate(model, dataset, settings, out_dir=None, compute_metrics=True, save_
     result = {"images": done, "seconds": time.perf_counter() - start}
     if compute_metrics:
         result.update(matrix.result(dataset.classes))
+        result["label_pixels"] = matrix.matrix.sum(axis=1).tolist()  # class by class; 0: absent from the labels
     return result
 
 

@@ -78,8 +78,9 @@ def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_b
     Args:
         name: a name from :func:`list_models`, e.g. ``"deeplab_resnet101_voc"``.
         weights: None (random initialisation), ``"pretrained"`` (GluonCV's
-            published file from the local cache), or a path to a GluonCV
-            ``.params`` file or a kseg ``.weights.h5`` file.
+            published file: from ``$KSEG_HOME``, else downloaded, SHA-1
+            checked and converted once; see ``kseg.weights.download``), or a
+            path to a GluonCV ``.params`` file or a kseg ``.weights.h5`` file.
         num_classes: None for the entry's classes; another number keeps every
             weight but the class layers, which start afresh (fine-tuning).
         aux: add the auxiliary head (training).
@@ -152,17 +153,13 @@ def kseg_home():
 
 
 def _cached_weights(entry):
-    """The converted or GluonCV file of ``entry`` in the local cache."""
-    home = kseg_home()
-    candidates = [home / f"{entry.name}.weights.h5", home / entry.gluoncv_file, home / f"{entry.name}.params"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"No pretrained weights for {entry.name} in {home}. Download {entry.url} "
-        f"(SHA-1 {entry.sha1}), unzip it and place {entry.gluoncv_file} in {home}, "
-        f"or pass weights=PATH."
-    )
+    """The converted file of ``entry`` in ``$KSEG_HOME``, downloaded and converted on first use.
+
+    See :func:`kseg.weights.download.fetch_pretrained` for the order of look-ups.
+    """
+    from kseg.weights.download import fetch_pretrained
+
+    return fetch_pretrained(entry)
 
 
 __all__ = ["ResNetV1Backbone", "SemanticSegmenter", "build", "get", "get_entry", "list_models", "zoo_name"]

@@ -94,3 +94,41 @@ _ENTRIES = (
 # fmt: on
 
 SEMANTIC_ZOO = {entry.name: entry for entry in _ENTRIES}
+
+
+# GluonCV's ImageNet classifiers that its segmentation recipes start from (--pretrained-backbone).
+IMAGENET_BACKBONES = {
+    "resnet18_v1b": "2d9d980c990442f826f20781ed039851e78dabe3",
+    "resnet50_v1b": "0ecdba34691be172036ddf244ff1b2eade75ffde",
+    "resnet101_v1b": "a455932aa95cb7dcfa05fd040b9b5a5660733c39",
+    "resnet152_v1b": "a5a61ee1ce5ab7c09720775b223360f3c60e211d",
+    "resnet50_v1d": "117a384ecf61490eb31ea147eb0e61e6d2b8a449",
+    "resnet101_v1d": "1b2b825feff86b0354642a4ab59f9b6e35e47338",
+    "resnet152_v1d": "cddbc86ff24a5544f57242ded0acb14ef1fbd437",
+    "resnet50_v1s": "25a187fa281ddc98afbcd0cc0f0646885b874b80",
+    "resnet101_v1s": "bd93a83c05f709a803b1221aeff0b028e6eebb03",
+    "resnet152_v1s": "cf74621d988ad06c6c6aa44f5597e5b600a966cc",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneWeights:
+    """GluonCV's ImageNet file of a backbone, in the shape the downloader takes (name, sha1, gluoncv_file)."""
+
+    name: str
+    sha1: str
+
+    @property
+    def gluoncv_file(self):
+        return f"{self.name}-{self.sha1[:8]}.params"
+
+    @property
+    def url(self):
+        return f"{GLUONCV_STORE_URL}gluon/models/{self.name}-{self.sha1[:8]}.zip"
+
+
+def imagenet_backbone(name):
+    """The :class:`BackboneWeights` of backbone ``name`` (``resnet101_v1s``)."""
+    if name not in IMAGENET_BACKBONES:
+        raise ValueError(f"No GluonCV ImageNet weights for {name!r}; known: {', '.join(IMAGENET_BACKBONES)}")
+    return BackboneWeights(name, IMAGENET_BACKBONES[name])

@@ -137,7 +137,7 @@ def _layer_arrays(layer, gluon_prefix):
     raise TypeError(f"Cannot load GluonCV weights into {type(layer).__name__} {layer.name!r}")
 
 
-def load_gluoncv_params(model, source, skip_classifier=False):
+def load_gluoncv_params(model, source, skip_classifier=False, backbone_only=False):
     """Load a GluonCV ``.params`` file (path or bytes) into ``model``.
 
     Args:
@@ -149,12 +149,20 @@ def load_gluoncv_params(model, source, skip_classifier=False):
     GluonCV's zoo files carry the auxiliary head; a model built without it
     leaves ``auxlayer.*`` unused on purpose. Anything else missing, unused or
     mis-shaped raises ``ValueError`` naming every offending array.
+
+    ``backbone_only`` loads a GluonCV ImageNet classifier of the same backbone
+    (``resnet101_v1s-*.params``): its arrays carry the seg model's backbone
+    names; the ImageNet ``fc`` layer is left out and the heads keep their weights.
     """
     arrays = source if isinstance(source, dict) else read_params(source, strip_prefixes=True)
+    if backbone_only:
+        arrays = {key: value for key, value in arrays.items() if not key.startswith("fc.")}
     layers = dict(weighted_layers(model))
     assignments, missing, mismatched, used = {}, [], [], set()
     skipped = set()
     for path, gluon_prefix in gluoncv_layer_map(model).items():
+        if backbone_only and not path.startswith(f"{model.backbone.name}/"):
+            continue
         layer = layers[path]
         keys = _layer_arrays(layer, gluon_prefix)
         if skip_classifier and path.rsplit("/", 1)[-1] in CLASSIFIER_LAYERS:

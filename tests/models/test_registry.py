@@ -53,6 +53,7 @@ def test_missing_weights_file(tmp_path):
 
 def test_pretrained_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KSEG_HOME", str(tmp_path))
+    monkeypatch.setenv("KSEG_MODEL_STORE_URL", "http://127.0.0.1:9/")  # nothing listens there: offline
     with pytest.raises(FileNotFoundError, match=r"fcn_resnet50_ade-3479525a\.params"):
         get("fcn_resnet50_ade", weights="pretrained")
 

@@ -1,0 +1,105 @@
+"""Segment images with a zoo model and write colour masks and overlays.
+
+    kseg predict --model psp_resnet101_ade --weights pretrained --out predictions street.jpg room.png
+
+For every image it writes ``{stem}_mask.png`` (a palettised PNG in GluonCV's
+colours, see ``kseg.visualize.colorize``) and ``{stem}_overlay.png`` (the mask
+blended over the image), and prints the classes found. Prediction is single
+scale at the image's own size, as GluonCV's demos; ``--multi-scale`` uses
+GluonCV's evaluation protocol instead (scales 0.5-1.75, flipped, crop windows).
+"""
+
+import argparse
+from pathlib import Path
+
+# GluonCV's data set keys (kseg.data.DATASET_KEYS), here so that --help runs without TensorFlow.
+DATASET_KEYS = ("ade20k", "pascal_voc", "pascal_aug", "coco", "citys")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("images", nargs="+", type=Path, help="image files (any format PIL reads)")
+    parser.add_argument("--model", required=True, help="a zoo name, e.g. fcn_resnet50_ade")
+    parser.add_argument("--weights", default="pretrained", help="'pretrained' or a .params/.weights.h5 path")
+    parser.add_argument("--dataset", choices=DATASET_KEYS, help="palette and class names (default: the model's)")
+    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    parser.add_argument("--multi-scale", action="store_true", help="GluonCV's multi-scale, flipped protocol")
+    parser.add_argument("--no-flip", action="store_true", help="with --multi-scale: leave the flipped pass out")
+    parser.add_argument("--base-size", type=int, help="with --multi-scale: GluonCV's base size (default: the model's)")
+    parser.add_argument("--crop-size", type=int, help="with --multi-scale: GluonCV's crop size (default: the model's)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask, in [0, 1]")
+    args = parser.parse_args(argv)
+    single_scale_only = [flag for flag, given in (("--no-flip", args.no_flip), ("--base-size", args.base_size),
+                                                  ("--crop-size", args.crop_size)) if given]
+    if single_scale_only and not args.multi_scale:
+        parser.error(f"--multi-scale is needed for {', '.join(single_scale_only)}")
+    for flag, size in (("--base-size", args.base_size), ("--crop-size", args.crop_size)):
+        if size is not None and size < 1:
+            parser.error(f"{flag} must be positive, got {size}")
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha must lie in [0, 1], got {args.alpha}")
+    return args
+
+
+def check_files(args):
+    """Name missing files and clashing outputs before TensorFlow and the model load."""
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise SystemExit(f"Image not found: {', '.join(missing)}")
+    stems = [p.stem for p in args.images]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise SystemExit(f"Several images share the name {', '.join(clashes)}; their PNGs would overwrite each other")
+    if args.weights.lower() not in ("pretrained", "none") and not Path(args.weights).is_file():
+        raise SystemExit(f"Weights file not found: {args.weights}")
+
+
+def check_dataset(args, entry):
+    """The palette's data set; its classes must be the model's."""
+    from kseg.data.classes import CLASSES_BY_DATASET
+
+    dataset = args.dataset or entry.dataset
+    if len(CLASSES_BY_DATASET[dataset]) != entry.num_classes:
+        raise SystemExit(
+            f"--dataset {dataset} has {len(CLASSES_BY_DATASET[dataset])} classes, "
+            f"but {entry.name} predicts {entry.num_classes}"
+        )
+    return dataset
+
+
+def make_predictor(args, model):
+    """``predict(normalised [H, W, 3]) -> [H, W]`` class indices, single or multi-scale."""
+    from kseg.evaluation import MultiScalePredictor, Predictor
+
+    if args.multi_scale:
+        return MultiScalePredictor(model, args.base_size, args.crop_size, flip=not args.no_flip, jit_compile=None)
+    return Predictor(model, jit_compile=None)
+
+
+def main(argv=None):
+    """Run the command; returns the ``(mask_path, overlay_path)`` of every image."""
+    args = parse_args(argv)
+    check_files(args)
+    import kseg
+
+    try:
+        entry = kseg.models.get_entry(args.model)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    dataset = check_dataset(args, entry)
+
+    from kseg.cli.predict_images import predict_images
+
+    # 'none' (random weights) is for smoke tests; it is not worth a line in --help.
+    weights = None if args.weights.lower() == "none" else args.weights
+    from kseg.weights.download import DownloadError
+
+    try:
+        model = kseg.models.get(args.model, weights=weights)
+    except (FileNotFoundError, DownloadError) as error:
+        raise SystemExit(str(error)) from None
+    return predict_images(make_predictor(args, model), args.images, args.out, dataset, args.alpha)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The ``kseg`` command: subcommands, --help, errors and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kseg.models import list_models
+
+
+def kseg(*args):
+    return subprocess.run([sys.executable, "-m", "kseg.cli.main", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_list_and_info():
+    listed = kseg("list")
+    assert listed.returncode == 0, listed.stderr
+    for name in list_models():
+        assert name in listed.stdout
+    as_json = json.loads(kseg("list", "--json", "--dataset", "citys").stdout)
+    assert {e["name"] for e in as_json} == {"psp_resnet101_citys", "deeplab_v3b_plus_wideresnet_citys"}
+    info = json.loads(kseg("info", "psp_resnet101_ade").stdout)
+    assert info["num_classes"] == 150 and info["sha1"].startswith("240a4758") and info["recipe"].endswith(".flags")
+
+
+@pytest.mark.parametrize("command", ["list", "info", "convert", "predict", "export", "bench"])
+def test_every_command_has_help(command):
+    result = kseg(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower() or "flags" in result.stdout.lower()
+
+
+def test_errors_and_exit_codes(tmp_path):
+    unknown = kseg("lst")
+    assert unknown.returncode == 2 and "Did you mean: list" in unknown.stderr
+    assert kseg().returncode == 2
+    model = kseg("info", "fcn_resnet5_ade")
+    assert model.returncode == 1 and "Did you mean: fcn_resnet50_ade" in model.stderr
+    usage = kseg("convert", "--model", "fcn_resnet50_ade")
+    assert usage.returncode == 2 and "--params" in usage.stderr
+    missing = kseg("convert", "--model", "fcn_resnet50_ade", "--params", tmp_path / "no.params", "--out",
+                   tmp_path / "x.weights.h5")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    image = kseg("predict", tmp_path / "none.jpg", "--model", "fcn_resnet50_ade")
+    assert image.returncode == 1 and "Image not found" in image.stderr

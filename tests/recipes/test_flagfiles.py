@@ -1,0 +1,75 @@
+"""Every zoo entry has a flagfile; each parses and builds its model (a dry run, no data)."""
+
+import re
+
+import pytest
+from recipe_runner import REPO, output_of
+
+from kseg.models.zoo import SEMANTIC_ZOO
+
+RECIPES = REPO / "recipes"
+SHORT_NAMES = ("fcn_ade", "psp_ade", "deeplab_ade", "fcn_coco", "psp_coco", "deeplab_coco", "fcn_voc", "psp_voc",
+               "deeplab_voc", "psp_citys", "deeplab_plus_citys")
+
+
+def flags_of(path):
+    lines = path.read_text().splitlines()
+    return dict(line.lstrip("-").partition("=")[::2] for line in lines if line.startswith("--"))
+
+
+def test_every_zoo_entry_has_its_recipe():
+    for entry in SEMANTIC_ZOO.values():
+        path = REPO / entry.recipe
+        assert path.is_file(), path
+        values = flags_of(path)
+        assert values["model-zoo"] == entry.name
+        assert int(values["base-size"]) == entry.base_size and int(values["crop-size"]) == entry.crop_size
+        assert values["batch-size"] == "16" and values["momentum"] == "0.9" and values["weight-decay"] == "1e-4"
+        assert f"{entry.miou}" in path.read_text().splitlines()[0]  # the published score is quoted
+
+
+@pytest.mark.parametrize("short", SHORT_NAMES)
+def test_short_names_copy_their_full_recipe(short):
+    text = (RECIPES / f"{short}.flags").read_text()
+    full = re.search(r"a copy of recipes/(\w+)\.flags", text).group(1)
+    assert text.split("\n", 1)[1] == (RECIPES / f"{full}.flags").read_text()
+
+
+def test_gluoncv_recipes_are_reproduced():
+    # facts §6: ADE/COCO 4 GPUs, lr 0.01, aux, SyncBN, 50 epochs; Cityscapes 8 GPUs, 240 epochs; VOC in two stages.
+    ade = flags_of(RECIPES / "psp_resnet101_ade.flags")
+    assert ade["lr"] == "0.01" and ade["gradient-scale"] == "0.25" and ade["epochs"] == "50"
+    assert "aux" in ade and "syncbn" in ade and ade["aux-weight"] == "1.0"
+    assert ade["pretrained-backbone"] == "resnet101_v1s"
+    citys = flags_of(RECIPES / "psp_resnet101_citys.flags")
+    assert citys["epochs"] == "240" and citys["gradient-scale"] == "0.5" and citys["crop-size"] == "768"
+    stage1, stage2 = flags_of(RECIPES / "fcn_resnet101_voc_aug.flags"), flags_of(RECIPES / "fcn_resnet101_voc.flags")
+    assert stage1["dataset"] == "pascal_aug" and stage1["init-from"] == "fcn_resnet101_coco" and stage1["lr"] == "0.001"
+    assert stage2["dataset"] == "pascal_voc" and stage2["lr"] == "0.0001" and "aux" in stage2
+    assert stage2["init-from"] == f"{stage1['run-dir']}/fcn_resnet101_voc.weights.h5"
+
+
+@pytest.mark.large
+def test_every_flagfile_builds_its_model(tmp_path):
+    """One process parses each flagfile as train.py does and builds and compiles its model."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from absl import flags
+from kseg.cli import flags as kflags
+from kseg.cli.train_main import define_train_flags, run_train
+kflags.define_model_flags(); kflags.define_data_flags(); define_train_flags()
+for path in sys.argv[1:]:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", "--flagfile=" + path, "--dry-run"])
+    result = run_train()
+    assert result["parameters"] > 1e6, path
+    print("OK", path, flush=True)
+"""
+    paths = sorted(str(p) for p in RECIPES.glob("*.flags") if p.stem not in SHORT_NAMES)
+    result = subprocess.run([sys.executable, "-c", script, *paths], cwd=REPO, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout.count("OK ") == len(paths)

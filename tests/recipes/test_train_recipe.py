@@ -1,0 +1,171 @@
+"""``recipes/train.py`` as users run it: one device, MirroredStrategy, two workers, kill and resume."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from recipe_runner import REALDATA, REPO, output_of, run_recipe
+
+from kseg.data.synthetic import write_dataset
+
+TINY = ["--model=fcn", "--backbone=resnet18_v1b", "--dataset=ade20k", "--output-stride=16"]
+TINY += ["--base-size=64", "--crop-size=48", "--batch-size=2", "--max-val-images=2", "--precision=float32"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_dataset("ade20k", root, num_train=6, num_val=2, size=(40, 56), seed=4)
+    return root
+
+
+def train(*args, env=None, timeout=600):
+    return run_recipe("train.py", *args, env=env, timeout=timeout)
+
+
+def weights_of(path):
+    """Every array of a .weights.h5 file by its HDF5 path."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_weights(a, b):
+    first, second = weights_of(a), weights_of(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def test_one_device_run_writes_everything(data_root, tmp_path):
+    run = tmp_path / "run"
+    result = train(*TINY, f"--dataset-dir={data_root}", f"--run-dir={run}", "--epochs=2", "--aux")
+    assert result.returncode == 0, output_of(result)
+    for name in ("flags.txt", "log.csv", "metrics.json", "checkpoint.weights.h5", "fcn_resnet18_v1b_ade.weights.h5"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["images"] == 2 and 0 <= metrics["mIoU"] <= 1
+    assert len(metrics["IoU"]) == 150
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"] and "val_logits_mIoU" in rows[0]
+    # The written flags are themselves a flagfile that reproduces the run.
+    assert "--run-dir=" in (run / "flags.txt").read_text() and "--aux" in (run / "flags.txt").read_text()
+    rerun = train(f"--flagfile={run / 'flags.txt'}")
+    assert rerun.returncode == 0, output_of(rerun)
+    assert "already finished" in rerun.stdout
+
+
+def test_mirrored_strategy_on_two_logical_cpus(data_root, tmp_path):
+    run = tmp_path / "run"
+    result = train(*TINY, f"--dataset-dir={data_root}", f"--run-dir={run}", "--epochs=1", "--strategy=mirrored",
+                   "--cpu-devices=2", "--syncbn", "--aux")
+    assert result.returncode == 0, output_of(result)
+    assert "2 replica(s), MirroredStrategy" in result.stdout
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
+    common = [*TINY, f"--dataset-dir={data_root}", "--epochs=3", "--checkpoint-steps=1", "--deterministic",
+              "--val-every=0"]
+    straight = tmp_path / "straight"
+    result = train(*common, f"--run-dir={straight}")
+    assert result.returncode == 0, output_of(result)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={killed}"],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    state = killed / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 4:  # mid-epoch 2 (3 steps an epoch)
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert killed_at < 9
+    assert not [p.name for p in killed.iterdir() if p.name.startswith(".")], "half-written files left behind"
+
+    resumed = train(*common, f"--run-dir={killed}")
+    assert resumed.returncode == 0, output_of(resumed)
+    assert f"Resuming at step {killed_at}" in resumed.stdout
+    assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", killed / "fcn_resnet18_v1b_ade.weights.h5")
+
+
+def test_stop_and_resume_mid_epoch_is_exact(data_root, tmp_path):
+    common = [*TINY, f"--dataset-dir={data_root}", "--epochs=2", "--deterministic", "--val-every=0", "--aux"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(*common, f"--run-dir={straight}").returncode == 0
+    first = train(*common, f"--run-dir={split}", "--stop-after-steps=2")
+    assert first.returncode == 0 and "Stopped at step 2 of 6" in first.stdout, output_of(first)
+    second = train(*common, f"--run-dir={split}")
+    assert second.returncode == 0, output_of(second)
+    assert_same_weights(straight / "checkpoint.weights.h5", split / "checkpoint.weights.h5")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_on_localhost(data_root, tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    run = tmp_path / "run"
+    args = [*TINY, f"--dataset-dir={data_root}", f"--run-dir={run}", "--epochs=1", "--strategy=multi_worker"]
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config)
+        processes.append(subprocess.Popen(
+            [sys.executable, str(REPO / "recipes" / "train.py"), *args], cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-4000:]
+    assert "2 replica(s), MultiWorkerMirroredStrategy" in outputs[0]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3  # the chief's report
+
+
+def test_a_diverging_run_stops_with_a_clear_message(data_root, tmp_path):
+    result = train(*TINY, f"--dataset-dir={data_root}", f"--run-dir={tmp_path / 'run'}", "--epochs=3", "--lr=1e12",
+                   "--val-every=0")
+    assert result.returncode != 0
+    assert "The loss became" in result.stderr and "last good checkpoint" in result.stderr, output_of(result)
+
+
+def test_missing_data_folder_names_the_layout(tmp_path):
+    result = train(*TINY, f"--dataset-dir={tmp_path / 'nothing'}", f"--run-dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "ADEChallengeData2016" in result.stderr, output_of(result)
+
+
+def test_loss_falls_when_overfitting_real_ade20k_samples(tmp_path):
+    if not (REALDATA / "ADEChallengeData2016").is_dir():
+        pytest.skip(f"real ADE20K samples not found in {REALDATA}")
+    run = tmp_path / "run"
+    result = train(
+        "--model=fcn", "--backbone=resnet18_v1b", "--dataset=ade20k", f"--dataset-dir={REALDATA}", "--train-split=val",
+        "--output-stride=16", "--base-size=160", "--crop-size=128", "--batch-size=3", "--epochs=12", "--lr=0.01",
+        "--val-every=0", "--max-val-images=1", f"--run-dir={run}",
+    )
+    assert result.returncode == 0, output_of(result)
+    with open(run / "log.csv") as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    assert losses[-1] < 0.6 * losses[0], losses
