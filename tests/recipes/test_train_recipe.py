@@ -169,3 +169,16 @@ def test_loss_falls_when_overfitting_real_ade20k_samples(tmp_path):
     with open(run / "log.csv") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_xla_training_under_mixed_precision(data_root, tmp_path, precision):
+    # TF's own bilinear-resize gradient fails here; kseg's align-corners resize does not.
+    run = tmp_path / "run"
+    result = train(*[a for a in TINY if not a.startswith("--precision")], f"--precision={precision}",
+                   "--jit-compile=true", "--aux", f"--dataset-dir={data_root}", f"--run-dir={run}", "--epochs=1")
+    assert result.returncode == 0, output_of(result)
+    assert f"{precision}, XLA on" in result.stdout
+    with open(run / "log.csv") as f:
+        loss = float(next(csv.DictReader(f))["loss"])
+    assert np.isfinite(loss)
