@@ -58,7 +58,10 @@ def export(model_name, weights, out, num_classes=None, version=1, xla=False, ove
     """Build, export and return ``(version_dir, model)``; raises ValueError/FileNotFoundError/FileExistsError."""
     import kseg
     from kseg.export import export_saved_model
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
 
+    if model_name in MASK_RCNN_ZOO:
+        return _export_instance_model(model_name, weights, out, version, xla, overwrite)
     entry = kseg.models.get_entry(model_name)
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"--num-classes must be positive, got {num_classes}")
@@ -73,6 +76,18 @@ def export(model_name, weights, out, num_classes=None, version=1, xla=False, ove
     path = export_saved_model(
         model, out, version=version, xla=xla, include_probabilities=probabilities, overwrite=overwrite, classes=classes
     )
+    return path, model
+
+
+def _export_instance_model(model_name, weights, out, version, xla, overwrite):
+    """Mask R-CNN: detection signatures (boxes, classes, scores, pasted masks, num_detections)."""
+    import kseg
+    from kseg.export_detection import export_detection_model
+
+    if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
+        raise FileNotFoundError(f"Weights file not found: {weights}")
+    model = kseg.models.get(model_name, weights=None if weights.lower() == "none" else weights)
+    path = export_detection_model(model, out, version=version, xla=xla, overwrite=overwrite)
     return path, model
 
 
@@ -118,8 +133,11 @@ def main(argv, flag_values=FLAGS):
         print(f"error: {error}", file=sys.stderr)
         return 1
     outputs = "class_map, probabilities" if flag_values.probabilities else "class_map"
+    if hasattr(model, "config"):  # Mask R-CNN
+        outputs = "detection_boxes, detection_classes, detection_scores, detection_masks, num_detections"
     random = " (random weights)" if flag_values.weights.lower() == "none" else ""
-    print(f"wrote {path}: {model.name}{random}, {model.num_classes} classes")
+    num_classes = model.config.num_classes if hasattr(model, "config") else model.num_classes
+    print(f"wrote {path}: {model.name}{random}, {num_classes} classes")
     print(f"signatures: serving_default (images uint8 [B,H,W,3]), serving_bytes (image_bytes string [B]) -> {outputs}")
     for line in usage(path, model.name, flag_values.xla):
         print(line)

@@ -36,21 +36,36 @@ def _list(argv):
     parser.add_argument("--dataset", help="only this data set (ade20k, pascal_voc, coco, citys)")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     args = parser.parse_args(argv)
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
     from kseg.models.zoo import SEMANTIC_ZOO
 
     entries = [e for e in SEMANTIC_ZOO.values() if args.dataset in (None, e.dataset)]
+    instances = [e for e in MASK_RCNN_ZOO.values() if args.dataset in (None, "coco")]
     if args.json:
-        print(json.dumps([_summary(e) for e in entries], indent=2))
+        print(json.dumps([_summary(e) for e in entries + instances], indent=2))
         return 0
     print(f"{'name':<36} {'method':<16} {'backbone':<14} {'dataset':<10} {'classes':>7} {'pixAcc':>6} {'mIoU':>5}")
     for e in entries:
         pixacc = "-" if e.pixacc is None else f"{e.pixacc:.1f}"
         print(f"{e.name:<36} {e.method:<16} {e.backbone:<14} {e.dataset:<10} {e.num_classes:>7} {pixacc:>6} "
               f"{e.miou:>5.1f}")
+    if instances:
+        header = f"{'name':<36} {'method':<16} {'backbone':<14} {'dataset':<10} {'classes':>7}"
+        print(f"\n{header} {'boxAP':>6} {'mskAP':>5}")
+    for e in instances:
+        method = "mask_rcnn_fpn" if e.fpn else "mask_rcnn"
+        print(f"{e.name:<36} {method:<16} {f'resnet{e.depth}_{e.variant}':<14} {'coco':<10} {e.num_classes:>7} "
+              f"{e.box_ap:>6.1f} {e.mask_ap:>5.1f}")
     return 0
 
 
 def _summary(entry):
+    if hasattr(entry, "box_ap"):
+        return {
+            "name": entry.name, "method": "mask_rcnn_fpn" if entry.fpn else "mask_rcnn",
+            "backbone": f"resnet{entry.depth}_{entry.variant}", "dataset": "coco", "num_classes": entry.num_classes,
+            "box_AP": entry.box_ap, "mask_AP": entry.mask_ap,
+        }
     return {
         "name": entry.name, "method": entry.method, "backbone": entry.backbone, "dataset": entry.dataset,
         "num_classes": entry.num_classes, "pixAcc": entry.pixacc, "mIoU": entry.miou,
@@ -61,10 +76,21 @@ def _info(argv):
     parser = argparse.ArgumentParser(prog="kseg info", description=COMMANDS["info"])
     parser.add_argument("name", help="a zoo name (kseg list)")
     args = parser.parse_args(argv)
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
     from kseg.models.registry import get_entry, kseg_home
 
-    entry = get_entry(args.name)
     home = kseg_home()
+    if args.name in MASK_RCNN_ZOO:
+        import dataclasses
+
+        entry = MASK_RCNN_ZOO[args.name]
+        cached = [str(p) for p in (home / f"{entry.name}.weights.h5", home / entry.gluoncv_file) if p.is_file()]
+        info = {**_summary(entry), **dataclasses.asdict(entry), "gluoncv_file": entry.gluoncv_file, "url": entry.url,
+                "mask_size": entry.mask_size, "cache": str(home), "cached_files": cached,
+                "classes": list(entry.classes)}
+        print(json.dumps(info, indent=2))
+        return 0
+    entry = get_entry(args.name)
     cached = [str(p) for p in (home / f"{entry.name}.weights.h5", home / entry.gluoncv_file) if p.is_file()]
     info = {
         **_summary(entry),

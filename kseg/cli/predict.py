@@ -28,6 +28,7 @@ def parse_args(argv):
     parser.add_argument("--base-size", type=int, help="with --multi-scale: GluonCV's base size (default: the model's)")
     parser.add_argument("--crop-size", type=int, help="with --multi-scale: GluonCV's crop size (default: the model's)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask, in [0, 1]")
+    parser.add_argument("--score-threshold", type=float, default=0.5, help="Mask R-CNN: draw detections above this")
     args = parser.parse_args(argv)
     single_scale_only = [flag for flag, given in (("--no-flip", args.no_flip), ("--base-size", args.base_size),
                                                   ("--crop-size", args.crop_size)) if given]
@@ -81,7 +82,10 @@ def main(argv=None):
     args = parse_args(argv)
     check_files(args)
     import kseg
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
 
+    if args.model in MASK_RCNN_ZOO:
+        return predict_instances(args)
     try:
         entry = kseg.models.get_entry(args.model)
     except ValueError as error:
@@ -99,6 +103,35 @@ def main(argv=None):
     except (FileNotFoundError, DownloadError) as error:
         raise SystemExit(str(error)) from None
     return predict_images(make_predictor(args, model), args.images, args.out, dataset, args.alpha)
+
+
+def predict_instances(args):
+    """Mask R-CNN: ``{stem}_instances.png`` with the detections scoring at least ``--score-threshold``."""
+    import kseg
+    from kseg import visualize
+    from kseg.data.preprocessing import load_image
+    from kseg.detection.inference import InstancePredictor
+    from kseg.weights.download import DownloadError
+
+    if args.multi_scale or args.dataset not in (None, "coco"):
+        raise SystemExit("Mask R-CNN predicts single scale on COCO's classes (no --multi-scale or --dataset)")
+    weights = None if args.weights.lower() == "none" else args.weights
+    try:
+        model = kseg.models.get(args.model, weights=weights)
+    except (FileNotFoundError, DownloadError) as error:
+        raise SystemExit(str(error)) from None
+    predictor = InstancePredictor(model, score_threshold=args.score_threshold, exact_masks=False)
+    written = []
+    for path in args.images:
+        image = load_image(path)
+        found = predictor.predict(image)
+        drawn = visualize.draw_instances(image, found.boxes, found.masks, found.labels(), found.scores, args.alpha)
+        out = args.out / f"{path.stem}_instances.png"
+        visualize.save_png(out, drawn)
+        names = ", ".join(f"{name} {score:.2f}" for name, score in zip(found.labels(), found.scores, strict=True))
+        print(f"{path.name}: {len(found)} detection(s){': ' + names if names else ''} -> {out}", flush=True)
+        written.append(out)
+    return written
 
 
 if __name__ == "__main__":

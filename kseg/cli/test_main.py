@@ -22,6 +22,9 @@ def define_test_flags():
     flags.DEFINE_string("out-dir", "outdir", "Folder for metrics.json and prediction PNGs.")
     flags.DEFINE_boolean("save-predictions", False, "With --eval, also write the prediction PNGs.")
     flags.DEFINE_integer("max-images", None, "Only the first N images (quick checks).")
+    flags.DEFINE_string("annotations", None, "Mask R-CNN: instances JSON (default annotations/instances_SPLIT.json).")
+    flags.DEFINE_integer("short", None, "Mask R-CNN: the test image's short side (default GluonCV's 800).")
+    flags.DEFINE_integer("max-size", None, "Mask R-CNN: the test image's longest side (default GluonCV's 1333).")
 
 
 def _weights_flag(choice):
@@ -31,8 +34,40 @@ def _weights_flag(choice):
     return None if weights.lower() == "none" else weights
 
 
+def run_instance_test(name):
+    """``--model-zoo mask_rcnn_...``: COCO bbox and segm AP with pycocotools, as GluonCV's evaluation."""
+    from kseg.detection.coco_eval import STAT_NAMES, evaluate_coco
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
+
+    if (value("dataset") or "coco") != "coco":
+        raise ValueError(f"{name} is a COCO instance model: use --dataset coco")
+    if not value("eval"):
+        raise ValueError("Mask R-CNN models are evaluated with --eval (COCO AP); kseg predict draws their detections")
+    weights = value("weights") or value("resume") or "pretrained"
+    weights = None if weights.lower() == "none" else weights
+    model = kseg.models.get(name, weights=weights)
+    split = value("split") or "val2017"
+    split = "val2017" if split == "val" else split
+    out_dir = value("out-dir")
+    report = evaluate_coco(
+        model, dataset_root() or ".", split, annotations=value("annotations"), max_images=value("max-images"),
+        short=value("short"), max_size=value("max-size"), jit_compile=jit_compile(), out_dir=out_dir,
+    )
+    for iou_type in ("bbox", "segm"):
+        stats = "  ".join(f"{key} {100 * report[iou_type][key]:.1f}" for key in STAT_NAMES)
+        print(f"{iou_type}: {stats}")
+    published = MASK_RCNN_ZOO[name].metrics
+    print(f"{report['images']} images, {report['detections']} detections; GluonCV published {published} "
+          f"on COCO val2017; metrics: {os.path.join(out_dir, 'metrics.json')}")
+    return report
+
+
 def run_test(_flags=None):
     """Build the model and data set from the flags, evaluate or predict, and return the result dict."""
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
+
+    if value("model-zoo") in MASK_RCNN_ZOO:
+        return run_instance_test(value("model-zoo"))
     choice = choose_model(value("model-zoo"), value("model"), value("backbone"), value("dataset"))
     with_metrics = value("eval")
     split = value("split") or ("val" if with_metrics else "test")

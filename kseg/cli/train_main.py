@@ -137,7 +137,7 @@ def _init_weights(model, choice):
     init_from = value("init-from") or value("weights")
     if init_from:
         source = choice
-        if init_from in kseg.models.list_models():
+        if init_from in kseg.models.list_models("semantic"):
             from kseg.cli.models import choose_model
 
             source = choose_model(model_zoo=init_from)

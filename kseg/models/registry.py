@@ -13,18 +13,23 @@ _SHORT_BACKBONES = {"wideresnet": "wideresnet38"}
 _DATASET_SUFFIX = {"ade20k": "ade", "pascal_voc": "voc", "pascal_aug": "voc", "coco": "coco", "citys": "citys"}
 
 
-def list_models():
-    """Every zoo name, in the zoo table's order."""
-    return list(SEMANTIC_ZOO)
+def list_models(task=None):
+    """Zoo names in the zoo tables' order: ``task`` "semantic" (15), "instance" (the 6 Mask R-CNN) or None (all)."""
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
+
+    if task not in (None, "semantic", "instance"):
+        raise ValueError(f"task must be 'semantic', 'instance' or None, got {task!r}")
+    names = [] if task == "instance" else list(SEMANTIC_ZOO)
+    return names + ([] if task == "semantic" else list(MASK_RCNN_ZOO))
 
 
 def get_entry(name):
     """The :class:`ZooEntry` for ``name``; an unknown name lists the closest ones."""
     if name in SEMANTIC_ZOO:
         return SEMANTIC_ZOO[name]
-    close = difflib.get_close_matches(str(name), SEMANTIC_ZOO, n=5, cutoff=0.5)
+    close = difflib.get_close_matches(str(name), list_models(), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(f"Unknown model {name!r}.{hint} See kseg.models.list_models() for all {len(SEMANTIC_ZOO)}.")
+    raise ValueError(f"Unknown model {name!r}.{hint} See kseg.models.list_models() for all of them.")
 
 
 def build_backbone(backbone, output_stride=8, sync_bn=False):
@@ -87,6 +92,12 @@ def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_b
         output_stride: 8 as published; 16 trades accuracy for speed.
         sync_bn: synchronized BatchNormalization (multi-replica training).
     """
+    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
+
+    if name in MASK_RCNN_ZOO:
+        if num_classes is not None or aux:
+            raise ValueError(f"{name}: num_classes and aux apply to the semantic models only")
+        return _get_mask_rcnn(MASK_RCNN_ZOO[name], weights)
     entry = get_entry(name)
     classes = entry.num_classes if num_classes is None else int(num_classes)
     if aux and not entry.aux:
@@ -106,6 +117,33 @@ def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_b
         build_full=lambda: build_entry(entry.num_classes, entry.aux),
         skip_classifier=classes != entry.num_classes,
     )
+    return model
+
+
+def _get_mask_rcnn(config, weights):
+    """A Mask R-CNN zoo model with ``weights`` (None, "pretrained", a GluonCV ``.params`` or a ``.weights.h5``)."""
+    from kseg.models.mask_rcnn import MaskRCNN
+    from kseg.weights.gluoncv_rcnn import load_gluoncv_rcnn_params
+
+    model = MaskRCNN(config)
+    if weights is None:
+        return model
+    if weights == "pretrained":
+        from kseg.weights.download import fetch_pretrained
+
+        def convert(entry, params_path, out_path):
+            converted = MaskRCNN(entry)
+            load_gluoncv_rcnn_params(converted, params_path)
+            converted.save_weights(out_path)
+
+        weights = fetch_pretrained(config, convert=convert)
+    path = Path(os.fspath(weights))
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(path)
+    else:
+        load_gluoncv_rcnn_params(model, path)
     return model
 
 

@@ -20,8 +20,9 @@ PARAM_NAMES = Path(__file__).resolve().parents[2].parent / "shared" / "reference
 
 
 def test_list_models_has_the_15_gluoncv_names():
-    assert list_models() == EXPECTED
-    assert kseg.models.list_models() == EXPECTED
+    assert list_models("semantic") == EXPECTED
+    assert kseg.models.list_models()[: len(EXPECTED)] == EXPECTED
+    assert len(list_models("instance")) == 6 and list_models() == EXPECTED + list_models("instance")
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -80,6 +80,20 @@ def _shortcut(filters, strides, avg_down, name, sync_bn):
     return apply
 
 
+def resnet_stage(x, stage, planes, blocks, strides, dilation, block, inplanes, avg_down, sync_bn=False):
+    """GluonCV's ``layer{stage}``: ``blocks`` blocks, the first one strided (or at ``dilation // 2``)."""
+    block_fn = _basic_block if block == "basic" else _bottleneck_block
+    expansion = EXPANSION[block]
+    prefix = f"layer{stage}"
+    shortcut = None
+    if strides != 1 or inplanes != planes * expansion:
+        shortcut = _shortcut(planes * expansion, strides, avg_down, f"{prefix}_block0_downsample", sync_bn)
+    x = block_fn(x, planes, strides, max(1, dilation // 2), dilation, shortcut, f"{prefix}_block0", sync_bn)
+    for index in range(1, blocks):
+        x = block_fn(x, planes, 1, dilation, dilation, None, f"{prefix}_block{index}", sync_bn)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class ResNetV1Backbone(keras.Model):
     """A ResNet v1b/c/d/s feature extractor returning ``{"c1": ..., "c5": ...}``.
@@ -92,6 +106,8 @@ class ResNetV1Backbone(keras.Model):
             smaller values give tiny test models).
         block, stage_depths: explicit block type and depths (override ``depth``).
         sync_bn: use ``BatchNormalization(synchronized=True)``.
+        num_stages: build ``layer1``..``layer{num_stages}`` only (Mask R-CNN's
+            C4 models run ``layer4`` on the pooled regions instead).
     """
 
     def __init__(
@@ -103,6 +119,7 @@ class ResNetV1Backbone(keras.Model):
         block=None,
         stage_depths=None,
         sync_bn=False,
+        num_stages=4,
         **kwargs,
     ):
         if variant not in RESNET_VARIANTS:
@@ -136,26 +153,20 @@ class ResNetV1Backbone(keras.Model):
         features = {"c1": x}
         x = PaddedMaxPooling2D(3, 2, 1, name="stem_pool")(x)
 
-        block_fn = _basic_block if block == "basic" else _bottleneck_block
         expansion = EXPANSION[block]
         current_stride, dilation = 4, 1
-        for stage, blocks in enumerate(stage_depths, start=1):
+        for stage, blocks in enumerate(stage_depths[:num_stages], start=1):
             planes = base_width * 2 ** (stage - 1)
             strides = 1 if stage == 1 else 2
             if strides > 1 and current_stride >= output_stride:
                 strides, dilation = 1, dilation * 2
             current_stride *= strides
-            prefix = f"layer{stage}"
-            shortcut = None
-            if strides != 1 or inplanes != planes * expansion:
-                shortcut = _shortcut(planes * expansion, strides, avg_down, f"{prefix}_block0_downsample", sync_bn)
-            x = block_fn(x, planes, strides, max(1, dilation // 2), dilation, shortcut, f"{prefix}_block0", sync_bn)
+            x = resnet_stage(x, stage, planes, blocks, strides, dilation, block, inplanes, avg_down, sync_bn)
             inplanes = planes * expansion
-            for index in range(1, blocks):
-                x = block_fn(x, planes, 1, dilation, dilation, None, f"{prefix}_block{index}", sync_bn)
             features[f"c{stage + 1}"] = x
 
         super().__init__(inputs=inputs, outputs=features, **kwargs)
+        self.num_stages = num_stages
         self.depth = depth
         self.variant = variant
         self.output_stride = output_stride
@@ -164,7 +175,7 @@ class ResNetV1Backbone(keras.Model):
         self.stage_depths = tuple(stage_depths)
         self.sync_bn = sync_bn
         self.feature_channels = {"c1": stem_channels}
-        for i in range(len(stage_depths)):
+        for i in range(num_stages):
             self.feature_channels[f"c{i + 2}"] = base_width * 2**i * expansion
 
     def get_config(self):
@@ -178,6 +189,7 @@ class ResNetV1Backbone(keras.Model):
             "block": self.block,
             "stage_depths": list(self.stage_depths),
             "sync_bn": self.sync_bn,
+            "num_stages": self.num_stages,
         }
 
     @classmethod

@@ -1,0 +1,158 @@
+"""GluonCV's Mask R-CNN at inference, with static shapes: XLA compiles it once per input size, any batch.
+
+The steps are GluonCV's (``FasterRCNN.hybrid_forward`` then ``MaskRCNN``'s
+mask branch): RPN on every level, proposals (decode, clip, min size, NMS 0.7
+over the top 6000, first 1000), RoIAlign (MXNet's, no half-pixel offset),
+box head, softmax, class-wise decoding and NMS 0.5, the top 1000 over all
+classes, and the mask of each detection's class. GluonCV runs one image at a
+time; here a batch runs at once, each image clipped to its own size.
+"""
+
+import keras
+import tensorflow as tf
+
+from kseg.detection.ops.anchors import c4_anchors, fpn_anchors
+from kseg.detection.ops.box_ops import RCNN_STDS, decode_boxes
+from kseg.detection.ops.nms import multiclass_nms
+from kseg.detection.ops.proposals import rpn_proposals
+from kseg.detection.ops.roi_align import multilevel_roi_align, roi_align
+from kseg.models.mask_rcnn import network
+from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO, MaskRCNNConfig
+
+FPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
+
+
+def _flatten_levels(outputs, batch, per_location):
+    return tf.reshape(outputs, [batch, -1, per_location])
+
+
+def _dim(tensor, axis):
+    """The static size of ``axis`` when known (the detection ops size their buffers from it), else dynamic."""
+    return tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MaskRCNN(keras.Model):
+    """GluonCV's Mask R-CNN (``config``: a :class:`MaskRCNNConfig` or a zoo name).
+
+    ``call(images, image_hw=None)``: ``images`` float ``[B, H, W, 3]`` normalised
+    by ImageNet mean/std (RGB / 255); ``image_hw`` int ``[B, 2]``, each image's
+    size inside a zero-padded batch (default: the whole ``H, W``). Returns a dict:
+    ``class_ids`` int32 ``[B, K]`` (-1 pads), ``scores`` ``[B, K]``, ``boxes``
+    ``[B, K, 4]`` (x1, y1, x2, y2 in input pixels), ``masks`` ``[B, K, M, M]``
+    (the probabilities of each detection's class, in its box) and
+    ``num_detections`` ``[B]``; ``K`` is ``config.max_detections``.
+    """
+
+    def __init__(self, config, **kwargs):
+        if isinstance(config, str):
+            config = MASK_RCNN_ZOO[config]
+        elif isinstance(config, dict):
+            config = MaskRCNNConfig(**config)
+        kwargs.setdefault("name", config.name)
+        super().__init__(**kwargs)
+        self.config = config
+        self.feature_extractor = network.build_features(config)
+        self.top_features = None if config.fpn else network.build_top_features(config)
+        self.rpn_head = network.build_rpn_head(config)
+        self.box_head = network.build_box_head(config)
+        self.mask_head = network.build_mask_head(config)
+        self.built = True  # every part is a built functional model
+
+    def get_config(self):
+        import dataclasses
+
+        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- stages ---------------------------------------------------------------------------------------------------
+    def feature_maps(self, images):
+        """The maps the RPN and RoIAlign read: ``[c4]`` or ``[p2, ..., p6]``."""
+        features = self.feature_extractor(images, training=False)
+        return [features[name] for name in FPN_LEVELS] if self.config.fpn else [features["c4"]]
+
+    def proposals(self, maps, image_hw):
+        """RPN scores and deltas on every map, then ``(scores [B, P], boxes [B, P, 4])``."""
+        batch = tf.shape(maps[0])[0]
+        scores, deltas, shapes = [], [], []
+        for feature in maps:
+            outputs = self.rpn_head(feature, training=False)
+            scores.append(tf.reshape(tf.sigmoid(outputs["scores"]), [batch, -1]))
+            deltas.append(_flatten_levels(outputs["deltas"], batch, 4))
+            shapes.append((tf.shape(feature)[1], tf.shape(feature)[2]))
+        if self.config.fpn:
+            anchors = tf.concat(fpn_anchors(shapes), axis=0)
+        else:
+            anchors = c4_anchors(*shapes[0])
+        config = self.config
+        scores, boxes = rpn_proposals(
+            anchors,
+            tf.concat(scores, axis=1),
+            tf.concat(deltas, axis=1),
+            image_hw,
+            pre_nms_topk=config.rpn_pre_nms,
+            post_nms_topk=config.rpn_post_nms,
+            iou_threshold=config.rpn_nms_threshold,
+            min_size=config.rpn_min_size,
+        )
+        post = config.rpn_post_nms
+        return tf.ensure_shape(scores, [None, post]), tf.ensure_shape(boxes, [None, post, 4])
+
+    def pool(self, maps, rois):
+        """RoIAlign of ``rois [B, N, 4]`` (C4: then layer4): ``[B * N, S, S, C]``."""
+        size = (self.config.roi_size, self.config.roi_size)
+        if self.config.fpn:
+            pooled = multilevel_roi_align(maps[:4], rois, size)
+        else:
+            pooled = roi_align(maps[0], rois, size, 1.0 / 16)
+        shape = tf.shape(pooled)
+        pooled = tf.reshape(pooled, tf.concat([[-1], shape[2:]], 0))
+        if self.top_features is not None:
+            pooled = self.top_features(pooled, training=False)
+        return pooled
+
+    def detect(self, maps, rois):
+        """Box head, class-wise decoding and NMS: ``(class_ids, scores, boxes)``, each ``[B, K, ...]``."""
+        batch, num_rois = tf.shape(rois)[0], _dim(rois, 1)
+        outputs = self.box_head(self.pool(maps, rois), training=False)
+        classes = self.config.num_classes
+        probabilities = tf.nn.softmax(tf.reshape(outputs["class_logits"], [batch, num_rois, classes + 1]), axis=-1)
+        deltas = tf.reshape(outputs["box_deltas"], [batch, num_rois, classes, 4])
+        boxes = decode_boxes(deltas, rois[:, :, None, :], RCNN_STDS, self.config.box_clip)
+        class_ids, scores, boxes, _ = multiclass_nms(
+            boxes,
+            probabilities[:, :, 1:],  # column 0 is the background
+            score_threshold=self.config.score_threshold,
+            iou_threshold=self.config.nms_threshold,
+            max_detections=self.config.max_detections,
+        )
+        return class_ids, scores, boxes
+
+    def masks(self, maps, boxes, class_ids):
+        """The sigmoid mask of each detection's class: ``[B, K, M, M]``."""
+        batch, count = tf.shape(boxes)[0], _dim(boxes, 1)
+        logits = self.mask_head(self.pool(maps, boxes), training=False)  # [B * K, M, M, classes]
+        size = self.config.mask_size
+        logits = tf.reshape(logits, [batch, count, size, size, self.config.num_classes])
+        channel = tf.maximum(class_ids, 0)  # GluonCV clips the -1 of empty rows to class 0
+        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), channel, axis=2, batch_dims=2)
+        return tf.sigmoid(chosen)
+
+    def call(self, images, image_hw=None):
+        images = tf.convert_to_tensor(images)
+        if image_hw is None:
+            image_hw = tf.shape(images)[1:3]
+        maps = self.feature_maps(images)
+        _, rois = self.proposals(maps, image_hw)
+        class_ids, scores, boxes = self.detect(maps, rois)
+        masks = self.masks(maps, boxes, class_ids)
+        return {
+            "class_ids": class_ids,
+            "scores": scores,
+            "boxes": boxes,
+            "masks": masks,
+            "num_detections": tf.reduce_sum(tf.cast(class_ids >= 0, tf.int32), axis=1),
+        }
