@@ -79,7 +79,9 @@ class InstancePredictor:
         function = self._by_shape.get(shape)
         if function is None:
             spec = tf.TensorSpec(shape, tf.float32)
-            function = tf.function(self.model.call, jit_compile=self.jit_compile, input_signature=[spec])
+            # Off XLA, the mask branch runs on the detections only (GluonCV runs it on all 1000 rows).
+            call = lambda x: self.model.call(x, valid_masks_only=not self.jit_compile)  # noqa: E731
+            function = tf.function(call, jit_compile=self.jit_compile, input_signature=[spec])
             self._by_shape[shape] = function
         return function(images)
 

@@ -8,7 +8,8 @@ final detections matching GluonCV's (same class, box IoU > 0.99, score within
 1e-4) for at least 99% of the top 100; masks, once pasted, with IoU > 0.99.
 
 ``KSEG_PARITY_SEED``, ``KSEG_RCNN_PARITY_SIZE`` (``SHORTxMAX``, default
-``320x512``) and ``KSEG_PARITY_CACHE`` choose the seed, test size and cache.
+``320x512``), ``KSEG_RCNN_PARITY_IMAGES`` and ``KSEG_PARITY_CACHE`` choose the
+seed, test size, images and cache.
 """
 
 import os
@@ -27,14 +28,15 @@ REPO = Path(__file__).resolve().parents[2]
 REALDATA = REPO.parent / "shared" / "realdata" / "coco_person" / "val2017"
 SEED = int(os.environ.get("KSEG_PARITY_SEED", "0"))
 SHORT, MAX_SIZE = (int(v) for v in os.environ.get("KSEG_RCNN_PARITY_SIZE", "320x512").split("x"))
-IMAGES = ("000000000785.jpg", "000000196141.jpg")  # 640x425 and 640x427: odd test sizes after resizing
+# 640x425 -> 482x320 at the default size, an odd width. More images: KSEG_RCNN_PARITY_IMAGES=a.jpg,b.jpg.
+IMAGES = tuple(os.environ.get("KSEG_RCNN_PARITY_IMAGES", "000000000785.jpg").split(","))
 
 
 @pytest.fixture(scope="session")
 def rcnn_reference_dir(tmp_path_factory):
     root = os.environ.get("KSEG_PARITY_CACHE")
     base = Path(root) if root else tmp_path_factory.mktemp("rcnn_parity")
-    path = base / f"rcnn_seed{SEED}_{SHORT}x{MAX_SIZE}"
+    path = base / f"rcnn_seed{SEED}_{SHORT}x{MAX_SIZE}_{'_'.join(Path(i).stem for i in IMAGES)}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -141,14 +141,36 @@ class MaskRCNN(keras.Model):
         chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), channel, axis=2, batch_dims=2)
         return tf.sigmoid(chosen)
 
-    def call(self, images, image_hw=None):
+    def valid_masks(self, maps, boxes, class_ids):
+        """:meth:`masks` for the detections only (zeros on empty rows): a dynamic shape, so not under XLA.
+
+        The mask branch runs per detection (C4: ResNet layer4 each), so skipping GluonCV's empty rows
+        saves most of its time when an image has few detections.
+        """
+        if maps[0].shape[0] is None:  # the per-image loop below needs a static batch
+            return self.masks(maps, boxes, class_ids)
+        batch, count = tf.shape(boxes)[0], _dim(boxes, 1)
+        size = self.config.mask_size
+        positions = tf.cast(tf.where(class_ids >= 0), tf.int32)  # [V, 2] (image, row)
+        rows = tf.gather_nd(boxes, positions)
+        # Pool image by image: RoIAlign takes [B, N, 4]; one image's rows at a time keeps them with their map.
+        flat = []
+        for b in range(maps[0].shape[0]):
+            mine = tf.boolean_mask(rows, positions[:, 0] == b)
+            pooled = self.pool([m[b : b + 1] for m in maps], mine[None])
+            flat.append(self.mask_head(pooled, training=False))
+        logits = tf.concat(flat, axis=0)  # [V, M, M, classes]
+        chosen = tf.gather(tf.transpose(logits, [0, 3, 1, 2]), tf.gather_nd(class_ids, positions), batch_dims=1)
+        return tf.scatter_nd(positions, tf.sigmoid(chosen), tf.stack([batch, count, size, size]))
+
+    def call(self, images, image_hw=None, valid_masks_only=False):
         images = tf.convert_to_tensor(images)
         if image_hw is None:
             image_hw = tf.shape(images)[1:3]
         maps = self.feature_maps(images)
         _, rois = self.proposals(maps, image_hw)
         class_ids, scores, boxes = self.detect(maps, rois)
-        masks = self.masks(maps, boxes, class_ids)
+        masks = (self.valid_masks if valid_masks_only else self.masks)(maps, boxes, class_ids)
         return {
             "class_ids": class_ids,
             "scores": scores,
