@@ -64,13 +64,18 @@ def nhwc(array):
 
 def matched(ours_ids, ours_scores, ours_boxes, ids, scores, boxes, top=100):
     """Of GluonCV's top ``top`` valid detections, which have a kseg detection of the same class with
-    box IoU > 0.99 and score within 1e-4; returns (fraction, [(gluoncv index, kseg index)])."""
+    box IoU > 0.99 (or the same corners, for zero-area boxes) and score within 1e-4; returns
+    (fraction, [(gluoncv index, kseg index)])."""
     valid = np.flatnonzero(ids >= 0)[:top]
     iou = np.asarray(box_iou(boxes[valid], ours_boxes))
+    # Zero-area boxes (from zero-area RoIs at the image border) have no IoU: compare their corners.
+    same_corners = np.abs(boxes[valid][:, None, :] - ours_boxes[None]).max(-1) < 1e-2
     pairs = []
     for row, index in enumerate(valid):
         candidates = np.flatnonzero(
-            (ours_ids == ids[index]) & (iou[row] > 0.99) & (np.abs(ours_scores - scores[index]) <= 1e-4)
+            (ours_ids == ids[index])
+            & ((iou[row] > 0.99) | same_corners[row])
+            & (np.abs(ours_scores - scores[index]) <= 1e-4)
         )
         if candidates.size:
             pairs.append((index, int(candidates[np.argmax(iou[row][candidates])])))
