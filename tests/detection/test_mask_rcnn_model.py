@@ -20,8 +20,10 @@ def small(name="mask_rcnn_fpn_resnet18_v1b_coco"):
     return MaskRCNN(config)
 
 
-@pytest.mark.parametrize("name", [n for n in MASK_RCNN_ZOO if (PARAM_NAMES / f"{n}.txt").is_file()])
+@pytest.mark.parametrize("name", list(MASK_RCNN_ZOO))
 def test_parameter_count_is_gluoncvs(name):
+    if not (PARAM_NAMES / f"{name}.txt").is_file():
+        pytest.skip(f"no GluonCV parameter listing for {name} in {PARAM_NAMES}")
     total = 0
     for line in (PARAM_NAMES / f"{name}.txt").read_text().splitlines():
         if "anchor_generator" not in line:
