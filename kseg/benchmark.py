@@ -118,7 +118,6 @@ def check_model_spec(spec):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="benchmark",
         description="Time kseg models' inference: images/s, p50/p90 latency per batch, peak memory.",
     )
     parser.add_argument(

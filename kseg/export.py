@@ -21,6 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from kseg.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from kseg.ops.conv import direct_convolutions
 
 METADATA_FILE = "kseg_metadata.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -244,7 +245,9 @@ def export_saved_model(
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass overwrite=True (--overwrite) or another version")
 
-    module = ServingModule(model, xla=xla, include_probabilities=include_probabilities)
+    # TF-Serving's stock builds lack XLA: trace with plain convolutions (see kseg.ops.conv).
+    with direct_convolutions():
+        module = ServingModule(model, xla=xla, include_probabilities=include_probabilities)
     num_classes = _num_classes(module)
     if classes is None:
         classes = _zoo_classes(model, num_classes)
@@ -257,7 +260,8 @@ def export_saved_model(
     tmp = export_dir / f".{version}.{uuid.uuid4().hex[:12]}.tmp"
     tmp.mkdir()
     try:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        with direct_convolutions():
+            tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
         (assets / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

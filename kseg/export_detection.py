@@ -24,6 +24,7 @@ from kseg.export import (
     _Untracked,
     decode_batch,
 )
+from kseg.ops.conv import direct_convolutions
 
 
 def gluoncv_test_size(height, width, short, max_size):
@@ -142,7 +143,9 @@ def export_detection_model(model, export_dir, version=1, xla=False, max_detectio
     final = export_dir / str(version)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass overwrite=True (--overwrite) or another version")
-    module = DetectionServingModule(model, xla=xla, max_detections=max_detections)
+    # TF-Serving's stock builds lack XLA: trace with plain convolutions (see kseg.ops.conv).
+    with direct_convolutions():
+        module = DetectionServingModule(model, xla=xla, max_detections=max_detections)
     metadata = {
         "format": "kseg-saved-model/1",
         "kseg_version": __version__,
@@ -160,7 +163,8 @@ def export_detection_model(model, export_dir, version=1, xla=False, max_detectio
     tmp = export_dir / f".{version}.{uuid.uuid4().hex[:12]}.tmp"
     tmp.mkdir()
     try:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        with direct_convolutions():
+            tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         _move_into_place(tmp, final, overwrite)

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from kseg.ops import adaptive_average_pool2d, resize_bilinear_align_corners
+from kseg.ops.conv import conv2d_3x3, fast_convolutions_enabled
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
 BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
@@ -82,6 +83,38 @@ class PaddedMaxPooling2D(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="kseg")
+class Conv2D(keras.layers.Conv2D):
+    """Keras' ``Conv2D`` whose 3x3 stride-1 float32 inference on a CPU takes :func:`kseg.ops.conv.conv2d_3x3`.
+
+    The same weights and configuration; training, other dtypes, GPUs, TPUs and
+    distribution strategies keep Keras' own convolution.
+    """
+
+    def _takes_fast_path(self, training):
+        return (
+            not training
+            and self.kernel_size == (3, 3)
+            and self.strides == (1, 1)
+            and self.padding == "same"
+            and self.groups == 1
+            and self.data_format == "channels_last"
+            and self.dilation_rate[0] == self.dilation_rate[1]
+            and self.compute_dtype == "float32"
+            and fast_convolutions_enabled()
+        )
+
+    def call(self, inputs, training=None):
+        if not self._takes_fast_path(training):
+            return super().call(inputs)
+        outputs = conv2d_3x3(inputs, self.kernel, self.dilation_rate[0])
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
 def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False):
     """A convolution padded as MXNet's ``Conv2D(padding=dilation*(k-1)//2)``."""
     pad = dilation * (kernel_size - 1) // 2
@@ -91,7 +124,7 @@ def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False)
     else:
         # Stride 1 with an odd kernel: "same" pads symmetrically.
         padding = "same" if pad else "valid"
-    return keras.layers.Conv2D(
+    return Conv2D(
         filters,
         kernel_size,
         strides=strides,

@@ -1,0 +1,186 @@
+"""The fast exact 3x3 convolutions against TensorFlow's direct convolution in float64."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kseg.models.layers import Conv2D
+from kseg.ops import conv as fast_conv
+
+
+def _case(batch, height, width, channels, filters, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, height, width, channels)).astype(np.float32)
+    kernel = (rng.standard_normal((3, 3, channels, filters)) / np.sqrt(9 * channels)).astype(np.float32)
+    return x, kernel
+
+
+def _relative_errors(fast, x, kernel, dilation):
+    """(fast's error, direct float32's error), both against float64."""
+    exact = tf.nn.conv2d(x.astype(np.float64), kernel.astype(np.float64), 1, "SAME", dilations=dilation).numpy()
+    direct = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation).numpy()
+    fast = np.asarray(fast)
+    assert fast.shape == exact.shape and fast.dtype == np.float32
+
+    def error(y):
+        return np.linalg.norm(y - exact) / np.linalg.norm(exact)
+
+    return error(fast), error(direct)
+
+
+def _assert_float32_exact(fast, x, kernel, dilation):
+    error, direct_error = _relative_errors(fast, x, kernel, dilation)
+    # Winograd F(2x2, 3x3) adds a few roundings to each output: same order as the direct convolution.
+    assert error < max(4 * direct_error, 1e-6), (error, direct_error)
+
+
+@pytest.mark.parametrize(
+    "batch, height, width, channels, filters, dilation",
+    [
+        (1, 8, 8, 4, 5, 1),
+        (3, 9, 13, 6, 7, 1),  # odd sizes: a partial last tile
+        (2, 17, 10, 8, 3, 2),  # height not a multiple of the dilation
+        (1, 21, 22, 5, 4, 3),
+        (1, 30, 31, 16, 16, 4),
+        (1, 1, 1, 3, 2, 1),
+        (2, 2, 5, 3, 2, 2),  # smaller than the dilation along one axis
+    ],
+)
+def test_winograd_equals_direct_convolution(batch, height, width, channels, filters, dilation):
+    x, kernel = _case(batch, height, width, channels, filters)
+    _assert_float32_exact(fast_conv.conv2d_3x3_winograd(x, kernel, dilation), x, kernel, dilation)
+
+
+@pytest.mark.parametrize(
+    "batch, height, width, dilation",
+    [(1, 30, 30, 12), (2, 31, 17, 24), (1, 10, 10, 36), (1, 30, 30, 1), (1, 9, 40, 8)],
+)
+def test_skipping_padding_taps_equals_direct_convolution(batch, height, width, dilation):
+    x, kernel = _case(batch, height, width, 8, 6, seed=dilation)
+    _assert_float32_exact(fast_conv.conv2d_3x3_skip_padding(tf.constant(x), kernel, dilation), x, kernel, dilation)
+
+
+@pytest.mark.parametrize("height, width, dilation", [(60, 60, 36), (60, 60, 12), (7, 30, 2), (5, 5, 9), (13, 1, 1)])
+def test_padding_share_counts_zero_products(height, width, dilation):
+    # Count by brute force: each output pixel and tap whose input lies outside the image.
+    outside = 0
+    for y in range(height):
+        for x in range(width):
+            for dy in (-dilation, 0, dilation):
+                for dx in (-dilation, 0, dilation):
+                    outside += not (0 <= y + dy < height and 0 <= x + dx < width)
+    assert fast_conv.padding_share(height, width, dilation) == pytest.approx(outside / (9 * height * width))
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Which fast form each conv2d_3x3 call took."""
+    taken = []
+    for name in ("conv2d_3x3_winograd", "conv2d_3x3_skip_padding"):
+        original = getattr(fast_conv, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            taken.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fast_conv, name, spy)
+    return taken
+
+
+@pytest.mark.parametrize(
+    "shape, filters, dilation, expected",
+    [
+        ((1, 46, 46, 128), 128, 1, "conv2d_3x3_winograd"),
+        ((2, 40, 33, 128), 256, 4, "conv2d_3x3_winograd"),
+        ((1, 60, 60, 8), 8, 36, "conv2d_3x3_skip_padding"),  # 64% of the products are zeros
+        ((1, 46, 46, 64), 128, 1, None),  # too few channels to pay for the transforms
+        ((1, 20, 20, 128), 128, 3, None),  # 7x7 sub-images: too small, and 19% padding products
+        ((1, 24, 24, 256), 256, 1, None),  # 144 tiles: too few to pay for the kernel's transform
+    ],
+)
+def test_conv2d_3x3_picks_the_cheaper_exact_form(calls, shape, filters, dilation, expected):
+    x, kernel = _case(*shape, filters)
+    y = fast_conv.conv2d_3x3(x, kernel, dilation)
+    assert calls == ([expected] if expected else [])
+    _assert_float32_exact(y, x, kernel, dilation)
+
+
+def test_unknown_sizes_take_the_direct_convolution(calls):
+    x, kernel = _case(1, 46, 46, 128, 128)
+    relaxed = tf.function(
+        lambda x: fast_conv.conv2d_3x3(x, kernel), input_signature=[tf.TensorSpec([None, None, None, 128])]
+    )
+    y = relaxed(x)
+    assert calls == []
+    _assert_float32_exact(y, x, kernel, 1)
+
+
+def test_inside_an_xla_function(calls):
+    x, kernel = _case(2, 48, 36, 128, 128)
+    compiled = tf.function(lambda x: fast_conv.conv2d_3x3(x, kernel, 2), jit_compile=True)
+    y = compiled(x)
+    assert calls == ["conv2d_3x3_winograd"]
+    _assert_float32_exact(y, x, kernel, 2)
+    other, _ = _case(2, 48, 36, 128, 128, seed=5)
+    _assert_float32_exact(compiled(other), other, kernel, 2)
+
+
+def test_xla_stages_take_data_tensors_only():
+    # A size passed between the stages as a tensor must be a compile-time constant; in an enclosing XLA
+    # function that spreads back to the images, and XLA folds the whole network into constants.
+    x, kernel = _case(1, 12, 10, 4, 3)
+    before, after = fast_conv._winograd_stages(2)
+    tiles, transformed = before(x, kernel)
+    for stage, args in ((before, (x, kernel)), (after, (tf.matmul(tiles, transformed), x))):
+        assert [t.dtype for t in stage.get_concrete_function(*args).inputs] == [tf.float32] * len(args)
+
+
+def _layer(dilation=2, **kwargs):
+    layer = Conv2D(128, 3, padding="same", dilation_rate=dilation, use_bias=True, activation="relu", **kwargs)
+    layer.build((None, None, None, 128))
+    rng = np.random.default_rng(1)
+    layer.set_weights([w + rng.standard_normal(w.shape).astype(np.float32) * 0.1 for w in layer.get_weights()])
+    return layer
+
+
+def test_layer_inference_equals_keras_convolution(calls):
+    layer = _layer()
+    x, _ = _case(2, 46, 47, 128, 1)
+    fast = layer(x, training=False)
+    assert calls == ["conv2d_3x3_winograd"]
+    with fast_conv.direct_convolutions():
+        direct = layer(x, training=False)
+    assert calls == ["conv2d_3x3_winograd"]
+    expected = keras.layers.Conv2D.call(layer, tf.constant(x))
+    np.testing.assert_allclose(direct, expected, rtol=0, atol=0)
+    np.testing.assert_allclose(fast, direct, atol=2e-5 * float(np.abs(direct).max()))
+
+
+def test_layer_training_mixed_precision_and_switches_take_keras_convolution(calls, monkeypatch):
+    x, _ = _case(1, 46, 46, 128, 1)
+    layer = _layer()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True))
+    assert all(g is not None for g in tape.gradient(loss, layer.trainable_weights)) and loss.dtype == tf.float32
+    assert calls == []
+
+    layer_bf16 = _layer(dtype="mixed_bfloat16")
+    assert layer_bf16(x, training=False).dtype == tf.bfloat16
+    assert calls == []
+
+    with tf.distribute.MirroredStrategy(["CPU:0"]).scope():
+        assert not fast_conv.fast_convolutions_enabled()
+        layer(x, training=False)
+    assert calls == []
+
+    monkeypatch.setenv("KSEG_FAST_CONV", "0")
+    assert not fast_conv.fast_convolutions_enabled()
+    layer(x, training=False)
+    assert calls == []
+
+
+def test_layer_config_round_trip():
+    layer = _layer(dilation=3)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is Conv2D and clone.get_config() == layer.get_config()
