@@ -69,13 +69,23 @@ def _prepare_data(dataset_key):
     if value("synthetic-data"):
         if root is None:
             raise ValueError("--synthetic-data needs --dataset-dir (where to write the procedural data set)")
-        _write_synthetic(dataset_key, Path(root))
+        _write_synthetic(dataset_key, Path(root), value("synthetic-size"), value("synthetic-train"))
     train = get_dataset(dataset_key, split=value("train-split"), root=root)
     val = get_dataset(dataset_key, split="val", root=root)
     return train, val
 
 
-def _write_synthetic(dataset_key, root):
+def _write_synthetic(dataset_key, root, size, num_train):
+    """Write kseg's procedural data set under ``root`` unless it is there: whole, or not at all.
+
+    It is written into a hidden staging folder in ``root`` and renamed into
+    place, so a run killed while writing leaves no partial data set that the
+    next run would take for the whole one. Workers of a multi-worker run that
+    write it at the same time each stage their own copy; the first rename wins.
+    """
+    import shutil
+    import tempfile
+
     from kseg.data.datasets import get_dataset
     from kseg.data.synthetic import write_dataset
 
@@ -84,10 +94,24 @@ def _write_synthetic(dataset_key, root):
         return
     except (FileNotFoundError, ValueError):
         pass
-    size = value("synthetic-size")
-    num_train = value("synthetic-train")
-    _log(f"Writing a procedural {dataset_key} data set ({num_train} + {num_train // 4} images) to {root}")
-    write_dataset(dataset_key, root, num_train=num_train, num_val=max(4, num_train // 4), size=(size, size), seed=1)
+    num_val = max(4, num_train // 4)
+    _log(f"Writing a procedural {dataset_key} data set ({num_train} + {num_val} images) to {root}")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".synthetic-"))
+    try:
+        folder = Path(write_dataset(dataset_key, staging, num_train=num_train, num_val=num_val, size=(size, size),
+                                    seed=1))
+        top = folder.relative_to(staging).parts[0]  # VOCdevkit/VOC2012 moves as VOCdevkit
+        target = root / top
+        try:
+            os.rename(staging / top, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            # Another process renamed its copy first; a folder that is not a whole data set is left for the
+            # reader to reject with the layout it expects.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _backbone_params(name_or_path):
@@ -120,7 +144,7 @@ def _load_into(model, path, variants):
             continue
         skipped = transfer_weights(candidate, model) if candidate is not model else []
         return skipped
-    raise ValueError(f"{path} fits none of the model's variants: " + " | ".join(errors))
+    raise ValueError(f"{path} fits none of the model's variants: " + " | ".join(dict.fromkeys(errors)))
 
 
 def _init_weights(model, choice):
@@ -302,6 +326,7 @@ def run_train(_flags=None):
             validation_data=val_data if val_every > 0 else None,
             validation_freq=val_every if val_every > 0 else 1,
             callbacks=callbacks,
+            shuffle=False,  # the stream is shuffled, seeded and resumable; Keras cannot shuffle a tf.data.Dataset
             verbose=1 if chief else 0,
         )
         step = int(model.optimizer.iterations.numpy())
