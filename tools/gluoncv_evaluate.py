@@ -108,6 +108,9 @@ def main(argv=None):
         "model": args.model, "seed": args.seed, "dataset": args.dataset, "split": args.split,
         "images": len(dataset), "pixAcc": float(pix_acc), "mIoU": float(miou),
         "IoU": (1.0 * inter / (np.spacing(1) + union)).tolist(),
+        # GluonCV's accumulated areas, so that a check can bound how far a few differing pixels move the metrics.
+        "inter": inter.tolist(), "union": union.tolist(),
+        "correct": float(metric.total_correct), "labelled": float(metric.total_label),
         "scales": [1.0] if args.single_scale else scales, "flip": not (args.no_flip or args.single_scale),
     }
     np.savez(os.path.join(args.out, "gluoncv_predictions.npz"), **predictions)

@@ -2,8 +2,11 @@
 
 ``testval`` mode feeds each full-resolution image (GluonCV's published
 numbers), either single scale or through GluonCV's multi-scale protocol
-(:class:`~kseg.evaluation.MultiScalePredictor`); ``val`` mode is the
-validation of training (short side to the crop, centre crop, single scale).
+(:class:`~kseg.evaluation.MultiScalePredictor`); ``val`` mode feeds the
+centre crops of training's validation (short side to the crop) to the same
+predictor: multi-scale unless ``multi_scale`` is off, as GluonCV's ``test.py
+--mode val`` ran ``MultiEvalModel`` on them (training's own validation is single
+scale: ``--nomulti-scale``).
 The confusion matrix is accumulated over the whole set, as GluonCV's
 ``SegmentationMetric`` does.
 """

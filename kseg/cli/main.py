@@ -5,7 +5,7 @@
     kseg convert --model psp_resnet101_ade --params psp_resnet101_ade-240a4758.params --out psp.weights.h5
     kseg predict street.jpg --model psp_resnet101_ade --out predictions
     kseg export --model psp_resnet101_ade --out serving/psp_resnet101_ade
-    kseg bench --model fcn_resnet101_voc --batch-sizes 1
+    kseg bench fcn_resnet101_voc --batch-sizes 1
 
 Exit codes: 0 done, 1 failed (the reason on stderr), 2 bad usage.
 """
@@ -33,7 +33,7 @@ def _usage():
 
 def _list(argv):
     parser = argparse.ArgumentParser(prog="kseg list", description=COMMANDS["list"])
-    parser.add_argument("--dataset", help="only this data set (ade20k, pascal_voc, coco, citys)")
+    parser.add_argument("--dataset", choices=("ade20k", "pascal_voc", "coco", "citys"), help="only this data set")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     args = parser.parse_args(argv)
     from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO

@@ -54,3 +54,33 @@ def build_model(choice, weights, num_classes, aux=False, output_stride=8, sync_b
 
         load_weights(model, weights)
     return model
+
+
+def build_for_inference(choice, weights, num_classes, output_stride=8):
+    """The model to evaluate, predict with or export: its class layers are never started afresh.
+
+    ``kseg.models.get(..., num_classes=K)`` keeps every weight but the class
+    layers when ``K`` is not the zoo entry's (fine-tuning). For inference that
+    would silently score untrained class layers, so here a class count other
+    than the entry's needs a fine-tuned ``K``-class ``.weights.h5`` (or
+    ``weights=None`` for random weights); GluonCV's published files and any
+    ``.params`` hold the entry's own classes and are refused.
+    """
+    entry = choice.entry
+    if entry is None or weights is None or int(num_classes) == entry.num_classes:
+        return build_model(choice, weights, num_classes, output_stride=output_stride)
+    if weights == "pretrained" or not str(weights).endswith(".weights.h5"):
+        source = "GluonCV's published weights" if weights == "pretrained" else str(weights)
+        raise ValueError(
+            f"{choice.name} predicts its {entry.num_classes} {entry.dataset} classes, but {num_classes} are asked "
+            f"for: {source} would leave the class layers untrained. Use the model's own data set "
+            f"({entry.dataset}), or pass a fine-tuned {num_classes}-class .weights.h5"
+        )
+    from kseg.models.registry import load_weights
+
+    model = build_model(choice, None, num_classes, output_stride=output_stride)
+    build_full = None
+    if entry.aux:  # a file saved by train.py with the auxiliary head
+        build_full = lambda: build_model(choice, None, num_classes, aux=True, output_stride=output_stride)  # noqa: E731
+    load_weights(model, weights, build_full=build_full, strict=True)
+    return model

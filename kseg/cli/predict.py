@@ -47,6 +47,17 @@ def check_files(args):
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise SystemExit(f"Image not found: {', '.join(missing)}")
+    from PIL import Image, UnidentifiedImageError
+
+    unreadable = []
+    for path in args.images:  # opening reads the header only: cheap, and before any model or download
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as error:
+            unreadable.append(f"{path} ({error})")
+    if unreadable:
+        raise SystemExit(f"Not an image file PIL can read: {'; '.join(unreadable)}")
     stems = [p.stem for p in args.images]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:

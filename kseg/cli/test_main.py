@@ -8,7 +8,7 @@ from absl import flags
 import kseg
 from kseg.cli.evaluate import EvalSettings, evaluate, write_metrics
 from kseg.cli.flags import dataset_root, jit_compile, value
-from kseg.cli.models import build_model, choose_model
+from kseg.cli.models import build_for_inference, choose_model
 
 
 def define_test_flags():
@@ -89,7 +89,7 @@ def run_test(_flags=None):
         max_images=value("max-images"),
     )
     weights = _weights_flag(choice)
-    model = build_model(choice, weights, dataset.num_classes, output_stride=value("output-stride"))
+    model = build_for_inference(choice, weights, dataset.num_classes, output_stride=value("output-stride"))
 
     out_dir = value("out-dir")
     scales = f"scales {list(settings.scales)}{' + flip' if settings.flip else ''}"

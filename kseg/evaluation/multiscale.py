@@ -26,7 +26,7 @@ rounding:
 import tensorflow as tf
 
 from kseg.evaluation.grid import GLUONCV_SCALES, IMAGENET_MEAN, IMAGENET_STD, normalized_black, plan_scale
-from kseg.evaluation.predictor import CompiledCall, _Compiled, main_logits
+from kseg.evaluation.predictor import CompiledCall, _Compiled, main_logits, normalized_images
 from kseg.ops import resize_bilinear_align_corners
 
 
@@ -136,7 +136,7 @@ class MultiScalePredictor(_Compiled):
 
     def scores(self, image):
         """GluonCV's summed multi-scale scores ``[H, W, C]`` for one ``[H, W, 3]`` (or ``[1, H, W, 3]``) image."""
-        image = tf.convert_to_tensor(image, tf.float32)
+        image = normalized_images(image, what="image")
         if image.shape.rank == 4:
             if image.shape[0] != 1:
                 raise ValueError(f"One image at a time (as GluonCV), got a batch of shape {image.shape}")

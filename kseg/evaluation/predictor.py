@@ -23,6 +23,25 @@ def resolve_jit(jit_compile):
     return gpu_present() if jit_compile is None else bool(jit_compile)
 
 
+def normalized_images(images, ranks=(3, 4), what="images"):
+    """``images`` as float32, refusing what cannot be normalised RGB: integer pixels, other channel counts.
+
+    uint8 pixels would run through the model without complaint and give
+    garbage; they need ``kseg.data.normalize_image`` first.
+    """
+    images = tf.convert_to_tensor(images)
+    if not images.dtype.is_floating:
+        raise TypeError(
+            f"{what} must be float images normalised with the ImageNet mean and std "
+            f"(kseg.data.normalize_image(uint8_rgb)), got {images.dtype.name}"
+        )
+    shape = images.shape
+    if shape.rank not in ranks or shape[-1] != 3:
+        layouts = " or ".join({3: "[H, W, 3]", 4: "[B, H, W, 3]"}[r] for r in ranks)
+        raise ValueError(f"{what} must be RGB, {layouts}, got shape {tuple(shape)}")
+    return tf.cast(images, tf.float32)
+
+
 def main_logits(outputs):
     """The logits of a model that may also return auxiliary ones."""
     return outputs["logits"] if isinstance(outputs, dict) else outputs
@@ -93,7 +112,7 @@ class Predictor(_Compiled):
 
     def logits(self, images):
         """``[B, H, W, C]`` float32 logits for ``[B, H, W, 3]`` (or one ``[H, W, 3]``) images."""
-        images = tf.convert_to_tensor(images, tf.float32)
+        images = normalized_images(images)
         if images.shape.rank == 3:
             return self._call(images[None])[0]
         return self._call(images)

@@ -147,30 +147,31 @@ def _get_mask_rcnn(config, weights):
     return model
 
 
-def load_weights(model, weights, build_full=None, skip_classifier=False):
+def load_weights(model, weights, build_full=None, skip_classifier=False, strict=False):
     """Load a GluonCV ``.params`` or kseg ``.weights.h5`` file into ``model``.
 
     ``build_full`` builds the model the file was saved from when that may
-    differ (aux head, other classes); its matching weights are transferred.
+    differ (aux head, other classes); its matching weights are transferred,
+    and with ``strict`` every weight of ``model`` must be among them.
     ``skip_classifier`` leaves the class layers of a ``.params`` file out.
     """
     path = Path(os.fspath(weights))
     if not path.is_file():
         raise FileNotFoundError(f"Weights file not found: {path}")
     if path.name.endswith(".weights.h5"):
-        _load_keras_weights(model, path, build_full)
+        _load_keras_weights(model, path, build_full, strict)
     else:
         from kseg.weights.gluoncv import load_gluoncv_params
 
         load_gluoncv_params(model, path, skip_classifier=skip_classifier)
 
 
-def _load_keras_weights(model, path, build_full):
+def _load_keras_weights(model, path, build_full, strict=False):
     """Load a ``.weights.h5`` saved from this model or from the full zoo model."""
     from kseg.weights.transfer import transfer_weights
 
     try:
-        model.load_weights(path)
+        quiet_load_weights(model, path)
         return
     except Exception as direct_error:  # noqa: BLE001 - retried below, reported if both fail
         if build_full is None:
@@ -183,7 +184,27 @@ def _load_keras_weights(model, path, build_full):
                 f"{path} does not hold weights for {model.name} "
                 f"(as built: {direct_error}; as the full zoo model: {full_error})"
             ) from full_error
-    transfer_weights(full, model)
+    skipped = transfer_weights(full, model)
+    if strict and skipped:
+        raise ValueError(f"{path} does not hold weights for {model.name}: it lacks {', '.join(skipped)}")
+
+
+def quiet_load_weights(model, path):
+    """``model.load_weights(path)``; the warnings Keras gives on its way to a failure are dropped.
+
+    A file from the model with its aux head (or other classes) fails to load
+    directly and is then transferred layer by layer; before raising, Keras
+    warns that layers "will retain their freshly-initialized weights", which
+    is untrue once the transfer has run. Warnings of a load that succeeds are
+    passed on.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def kseg_home():

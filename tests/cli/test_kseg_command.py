@@ -1,6 +1,7 @@
 """The ``kseg`` command: subcommands, --help, errors and exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -45,3 +46,18 @@ def test_errors_and_exit_codes(tmp_path):
     assert missing.returncode == 1 and "not found" in missing.stderr
     image = kseg("predict", tmp_path / "none.jpg", "--model", "fcn_resnet50_ade")
     assert image.returncode == 1 and "Image not found" in image.stderr
+    dataset = kseg("list", "--dataset", "cityscapes")  # not a key: an error, not an empty table
+    assert dataset.returncode == 2 and "invalid choice: 'cityscapes'" in dataset.stderr
+
+
+def test_export_with_other_classes_needs_a_fine_tuned_file(tmp_path):
+    """--num-classes with GluonCV's file would export untrained class layers: refused, nothing written."""
+    env = {**os.environ, "KSEG_HOME": str(tmp_path / "home"), "KSEG_MODEL_STORE_URL": "http://127.0.0.1:9/"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kseg.cli.main", "export", "--model", "fcn_resnet50_ade", "--num-classes", "5",
+         "--out", str(tmp_path / "serving")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "predicts its 150 ade20k classes, but 5 are asked" in result.stderr
+    assert not (tmp_path / "serving").exists()

@@ -51,3 +51,22 @@ def test_without_xla_one_relaxed_graph_serves_all_sizes():
     for size in [(1, 5, 7, 3), (2, 6, 9, 3), (1, 11, 4, 3), (3, 8, 8, 3)]:
         np.testing.assert_array_equal(call(np.ones(size, np.float32)), 2 * np.ones(size))
     assert call.num_traces <= 2  # reduce_retracing generalises after the second shape
+
+
+def test_unnormalised_or_non_rgb_images_are_refused():
+    """uint8 pixels would run through the model silently and score garbage."""
+    import pytest
+
+    from kseg.evaluation import MultiScalePredictor
+
+    model = tiny_model()
+    for predictor in (Predictor(model, jit_compile=False), MultiScalePredictor(model, 40, 32, jit_compile=False)):
+        with pytest.raises(TypeError, match=r"normalize_image.*got uint8"):
+            predictor.predict(np.zeros((32, 32, 3), np.uint8))
+        with pytest.raises(ValueError, match=r"must be RGB.*got shape \(32, 32, 4\)"):
+            predictor.predict(np.zeros((32, 32, 4), np.float32))
+    with pytest.raises(ValueError, match=r"must be RGB.*got shape \(32, 32\)"):
+        Predictor(model, jit_compile=False).predict(np.zeros((32, 32), np.float32))
+    # float64 is accepted (cast), as before.
+    x = images(1, 24, 24).astype(np.float64)
+    np.testing.assert_allclose(Predictor(model, jit_compile=False).logits(x), model(x.astype(np.float32)), atol=1e-5)

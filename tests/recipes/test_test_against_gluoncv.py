@@ -5,7 +5,8 @@ weights, writes its ``.params`` and evaluates it with GluonCV's data set class,
 ``MultiEvalModel`` and ``SegmentationMetric``, as GluonCV's test.py did for the
 published table. kseg's test.py then evaluates the same file on the same
 folder: the predictions must agree on at least 99.9% of the pixels and
-pixAcc/mIoU must be GluonCV's.
+pixAcc, per-class IoU and mIoU must be GluonCV's (to within what the few
+differing pixels can change).
 """
 
 import json
@@ -26,16 +27,29 @@ def gluoncv_evaluation(side_python, out, *args):
 
 
 def compare(kseg_dir, gluoncv_metrics, gluoncv_predictions, offset):
+    """Pixel agreement >= 99.9%, and pixAcc, per-class IoU and mIoU no further from GluonCV's than the
+    differing pixels can move them (equal when every pixel agrees: random weights give tiny IoUs, so a
+    fixed tolerance would not notice a wrong metric)."""
     kseg_metrics = json.loads((kseg_dir / "metrics.json").read_text())
     assert kseg_metrics["images"] == gluoncv_metrics["images"] == len(gluoncv_predictions)
+    differing = 0
     for stem, expected in gluoncv_predictions.items():
         with Image.open(kseg_dir / f"{stem}.png") as png:
             predicted = np.asarray(png).astype(np.int64) - offset
         assert predicted.shape == expected.shape, stem
         agreement = np.mean(predicted == expected)
         assert agreement >= 0.999, f"{stem}: {agreement:.5f} of pixels agree with GluonCV"
-    assert kseg_metrics["pixAcc"] == pytest.approx(gluoncv_metrics["pixAcc"], abs=1e-3)
-    assert kseg_metrics["mIoU"] == pytest.approx(gluoncv_metrics["mIoU"], abs=1e-3)
+        differing += int(np.sum(predicted != expected))
+    labelled = gluoncv_metrics["labelled"]
+    assert sum(kseg_metrics["label_pixels"]) == labelled > 0  # the same labelled pixels (readers agree)
+    # d differing pixels move the correct count, and each class's intersection and union, by at most d.
+    assert abs(kseg_metrics["pixAcc"] - gluoncv_metrics["pixAcc"]) <= differing / labelled + 1e-12
+    iou = kseg_metrics["IoU"]
+    iou = np.array(list(iou.values()) if isinstance(iou, dict) else iou)
+    union = np.array(gluoncv_metrics["union"], np.float64)
+    bounds = np.where(union > 0, np.minimum(1.0, 2.0 * differing / np.maximum(union - differing, 1.0)), 0.0)
+    assert np.all(np.abs(iou - np.array(gluoncv_metrics["IoU"])) <= bounds + 1e-12)
+    assert abs(kseg_metrics["mIoU"] - gluoncv_metrics["mIoU"]) <= bounds.mean() + 1e-12
     return kseg_metrics
 
 

@@ -75,3 +75,15 @@ def test_missing_data_folder_names_the_layout(tmp_path):
 def test_unknown_zoo_name_suggests_close_ones(tmp_path):
     result = run_recipe("test.py", "--model-zoo", "fcn_resnet50_ad", "--eval", "--dataset-dir", tmp_path)
     assert result.returncode != 0 and "Did you mean: fcn_resnet50_ade" in result.stderr
+
+
+def test_a_zoo_model_on_another_data_set_is_refused_before_any_download(data_root, tmp_path):
+    """GluonCV's ADE file on Cityscapes would score untrained class layers (kseg.models.get fine-tunes)."""
+    env = {"KSEG_HOME": str(tmp_path / "home"), "KSEG_MODEL_STORE_URL": "http://127.0.0.1:9/"}
+    result = run_recipe(
+        "test.py", "--model-zoo", "fcn_resnet50_ade", "--dataset", "citys", "--eval", "--dataset-dir", data_root,
+        "--out-dir", tmp_path / "out", env=env,
+    )
+    assert result.returncode != 0, output_of(result)
+    assert "predicts its 150 ade20k classes, but 19 are asked" in result.stderr, output_of(result)
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "home").glob("*.params"))

@@ -121,6 +121,10 @@ def test_input_errors_are_named_before_loading_a_model(tmp_path):
         tool.main(["--model", MODEL, "--dataset", "citys", str(path)])
     with pytest.raises(SystemExit, match="Unknown model 'fcn_resnet50_ad'.*fcn_resnet50_ade"):
         tool.main(["--model", "fcn_resnet50_ad", str(path)])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(SystemExit, match=r"Not an image file PIL can read: .*notes.jpg"):
+        tool.main(["--model", MODEL, "--weights", str(tmp_path / "absent.params"), str(path), str(text)])
 
 
 def test_missing_weights_file_is_named(tmp_path):

@@ -1,0 +1,87 @@
+"""``kseg.models.get(name, weights=..., num_classes=K)`` keeps every weight but the class layers;
+inference entry points (test.py, kseg export) refuse to score class layers that were started afresh."""
+
+import numpy as np
+import pytest
+
+import kseg
+from kseg.cli.models import build_for_inference, choose_model
+from kseg.models.zoo import SEMANTIC_ZOO, ZooEntry
+from kseg.weights.gluoncv import gluoncv_arrays
+from kseg.weights.mxnet_params import params_to_bytes
+from kseg.weights.transfer import weighted_layers
+
+NAME = "fcn_resnet18_finetune_probe"
+CLASS_LAYERS = {"head_classifier", "aux_classifier"}
+
+
+@pytest.fixture(scope="module")
+def source_files(tmp_path_factory):
+    """A 21-class model with its aux head, as a GluonCV ``.params`` and as a kseg ``.weights.h5``."""
+    folder = tmp_path_factory.mktemp("finetune")
+    import keras
+
+    keras.utils.set_random_seed(3)
+    source = kseg.models.build("fcn", "resnet18_v1b", 21, aux=True, name=NAME)
+    params = folder / f"{NAME}.params"
+    params.write_bytes(params_to_bytes(gluoncv_arrays(source)))
+    h5 = folder / f"{NAME}.weights.h5"
+    source.save_weights(h5)
+    return source, params, h5
+
+
+@pytest.fixture
+def entry(monkeypatch):
+    entry = ZooEntry(NAME, "fcn", "resnet18_v1b", "pascal_voc", "0" * 40, None, None, aux=True)
+    monkeypatch.setitem(SEMANTIC_ZOO, NAME, entry)
+    return entry
+
+
+def weights_by_layer(model):
+    return {path: [w.numpy() for w in layer.weights] for path, layer in weighted_layers(model)}
+
+
+@pytest.mark.parametrize("kind", ["params", "h5"])
+def test_every_weight_but_the_class_layers_is_kept(source_files, entry, kind):
+    source, params, h5 = source_files
+    model = kseg.models.get(NAME, weights=params if kind == "params" else h5, num_classes=5, aux=True)
+    expected, got = weights_by_layer(source), weights_by_layer(model)
+    assert expected.keys() == got.keys()
+    kept = 0
+    for path, values in got.items():
+        if path.rsplit("/", 1)[-1] in CLASS_LAYERS:
+            assert values[0].shape[-1] == 5  # new class layers, at their initialisation
+            continue
+        for value, reference in zip(values, expected[path], strict=True):
+            np.testing.assert_array_equal(value, reference, err_msg=path)
+        kept += 1
+    assert kept == len(got) - len(CLASS_LAYERS) > 20
+
+
+def test_inference_refuses_untrained_class_layers(source_files, entry, tmp_path):
+    _, params, h5 = source_files
+    choice = choose_model(NAME)
+    for weights in ("pretrained", str(params), str(h5)):  # all of them hold the entry's 21 classes
+        with pytest.raises(ValueError, match=r"21 pascal_voc classes, but 5|does not hold weights for"):
+            build_for_inference(choice, weights, 5)
+    # A fine-tuned 5-class file (saved with or without the aux head) loads exactly; random weights are allowed.
+    for aux in (False, True):
+        tuned = kseg.models.get(NAME, weights=h5, num_classes=5, aux=aux)
+        path = tmp_path / f"tuned_{aux}.weights.h5"
+        tuned.save_weights(path)
+        model = build_for_inference(choice, str(path), 5)
+        images = np.random.default_rng(0).standard_normal((1, 33, 41, 3)).astype("float32")
+        logits = tuned(images, training=False)
+        logits = logits["logits"] if isinstance(logits, dict) else logits
+        np.testing.assert_array_equal(model(images, training=False), logits)
+    assert build_for_inference(choice, None, 5).num_classes == 5
+
+
+def test_loading_a_file_with_the_aux_head_gives_no_false_warning(source_files, entry, recwarn):
+    """Keras warns "will retain their freshly-initialized weights" before its direct load fails; the
+    transfer that follows loads every layer, so that warning must not reach the user."""
+    source, _, h5 = source_files
+    model = kseg.models.get(NAME, weights=h5)  # no aux head: the direct load fails, the transfer runs
+    assert not [w for w in recwarn if "freshly-initialized" in str(w.message)]
+    images = np.random.default_rng(1).standard_normal((1, 29, 35, 3)).astype("float32")
+    np.testing.assert_allclose(model(images, training=False), source(images, training=False)["logits"], atol=1e-6)
