@@ -57,6 +57,7 @@ def define_flags(flag_values=FLAGS):
 def export(model_name, weights, out, num_classes=None, version=1, xla=False, overwrite=False, probabilities=True):
     """Build, export and return ``(version_dir, model)``; raises ValueError/FileNotFoundError/FileExistsError."""
     import kseg
+    from kseg.cli.models import build_for_inference, choose_model
     from kseg.export import export_saved_model
     from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
 
@@ -71,13 +72,8 @@ def export(model_name, weights, out, num_classes=None, version=1, xla=False, ove
     if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
         raise FileNotFoundError(f"Weights file not found: {weights}")
     weights = None if weights.lower() == "none" else weights
-    if weights is not None and num_classes not in (None, entry.num_classes):
-        # Only a fine-tuned file of that many classes: get() would start the class layers afresh.
-        from kseg.cli.models import build_for_inference, choose_model
-
-        model = build_for_inference(choose_model(model_name), weights, num_classes)
-    else:
-        model = kseg.models.get(model_name, weights=weights, num_classes=num_classes)
+    # Another class count than the entry's takes a fine-tuned file of that many classes.
+    model = build_for_inference(choose_model(model_name), weights, num_classes or entry.num_classes)
     classes = list(entry.classes) if num_classes in (None, entry.num_classes) else None
     path = export_saved_model(
         model, out, version=version, xla=xla, include_probabilities=probabilities, overwrite=overwrite, classes=classes
