@@ -300,7 +300,7 @@ def test_tool(model, tmp_path, monkeypatch, capsys):
     tool = load_tool()
     calls = []
 
-    def get(name, weights=None, num_classes=None):
+    def get(name, weights=None, num_classes=None, **options):
         calls.append((name, weights, num_classes))
         return model
 
