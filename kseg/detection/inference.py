@@ -79,14 +79,20 @@ class InstancePredictor:
         function = self._by_shape.get(shape)
         if function is None:
             spec = tf.TensorSpec(shape, tf.float32)
-            # Off XLA, the mask branch runs on the detections only (GluonCV runs it on all 1000 rows).
-            call = lambda x: self.model.call(x, valid_masks_only=not self.jit_compile)  # noqa: E731
+
+            # Off XLA, the mask branch runs only on the detections predict() keeps (GluonCV: all 1000 rows).
+            def call(x):
+                return self.model.call(
+                    x, valid_masks_only=not self.jit_compile, mask_score_threshold=self.score_threshold
+                )
+
             function = tf.function(call, jit_compile=self.jit_compile, input_signature=[spec])
             self._by_shape[shape] = function
         return function(images)
 
     def raw(self, image):
-        """(the model's padded outputs as numpy, im_scale) for one uint8 image."""
+        """(the model's padded outputs as numpy, im_scale) for one uint8 image; rows scoring below
+        ``score_threshold`` have no mask (zeros) unless under XLA."""
         image = check_image(np.asarray(image))
         resized, scale = resize_image(image, self.short, self.max_size)
         outputs = self._call(normalize_image(resized)[None])

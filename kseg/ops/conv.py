@@ -53,13 +53,18 @@ _state = threading.local()
 
 @contextlib.contextmanager
 def direct_convolutions():
-    """Within this block (at trace time), kseg's convolutions are plain ``tf.nn.conv2d``."""
+    """Within this block (at trace time), kseg's convolutions are plain ``tf.nn.conv2d`` and no op is XLA-compiled."""
     previous = getattr(_state, "direct", False)
     _state.direct = True
     try:
         yield
     finally:
         _state.direct = previous
+
+
+def xla_kernels_allowed():
+    """Whether kseg's XLA-compiled kernels (RoIAlign's gathers) may run: not within :func:`direct_convolutions`."""
+    return not getattr(_state, "direct", False)
 
 
 def fast_convolutions_enabled():

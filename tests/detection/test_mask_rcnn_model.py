@@ -54,6 +54,13 @@ def test_xla_equals_graph_and_valid_masks_only():
     np.testing.assert_allclose(graph["scores"], xla["scores"], atol=1e-5)
     np.testing.assert_allclose(graph["masks"][0].numpy()[valid], xla["masks"][0].numpy()[valid], atol=1e-4)
     assert not graph["masks"][0].numpy()[~valid].any()
+    # Masks for the stronger detections only: the same masks there, zeros below the threshold.
+    threshold = float(np.median(graph["scores"][0].numpy()[valid]))
+    strong = tf.function(lambda x: model(x, valid_masks_only=True, mask_score_threshold=threshold))(images)
+    kept = valid & (strong["scores"][0].numpy() >= threshold)
+    assert 0 < kept.sum() < valid.sum()
+    np.testing.assert_allclose(strong["masks"][0].numpy()[kept], xla["masks"][0].numpy()[kept], atol=1e-4)
+    assert not strong["masks"][0].numpy()[~kept].any()
 
 
 def test_weights_file_round_trip(tmp_path):

@@ -108,8 +108,9 @@ class MaskRCNN(keras.Model):
             pooled = multilevel_roi_align(maps[:4], rois, size)
         else:
             pooled = roi_align(maps[0], rois, size, 1.0 / 16)
-        shape = tf.shape(pooled)
-        pooled = tf.reshape(pooled, tf.concat([[-1], shape[2:]], 0))
+        # Static where known: the region count lets the 3x3 convolutions after this pick Winograd.
+        rows = pooled.shape[0] * pooled.shape[1] if None not in pooled.shape[:2] else -1
+        pooled = tf.reshape(pooled, [rows, *(_dim(pooled, axis) for axis in (2, 3, 4))])
         if self.top_features is not None:
             pooled = self.top_features(pooled, training=False)
         return pooled
@@ -141,17 +142,21 @@ class MaskRCNN(keras.Model):
         chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), channel, axis=2, batch_dims=2)
         return tf.sigmoid(chosen)
 
-    def valid_masks(self, maps, boxes, class_ids):
-        """:meth:`masks` for the detections only (zeros on empty rows): a dynamic shape, so not under XLA.
+    def valid_masks(self, maps, boxes, class_ids, scores=None, min_score=0.0):
+        """:meth:`masks` for the detections only (zeros on empty rows, and on rows whose ``scores`` are
+        below ``min_score``): a dynamic shape, so not under XLA.
 
-        The mask branch runs per detection (C4: ResNet layer4 each), so skipping GluonCV's empty rows
-        saves most of its time when an image has few detections.
+        The mask branch runs per detection (C4: ResNet layer4 each), so skipping GluonCV's empty rows,
+        or the detections a caller will drop anyway, saves most of its time.
         """
         if maps[0].shape[0] is None:  # the per-image loop below needs a static batch
             return self.masks(maps, boxes, class_ids)
         batch, count = tf.shape(boxes)[0], _dim(boxes, 1)
         size = self.config.mask_size
-        positions = tf.cast(tf.where(class_ids >= 0), tf.int32)  # [V, 2] (image, row)
+        wanted = class_ids >= 0
+        if scores is not None:
+            wanted &= scores >= min_score
+        positions = tf.cast(tf.where(wanted), tf.int32)  # [V, 2] (image, row)
         rows = tf.gather_nd(boxes, positions)
         # Pool image by image: RoIAlign takes [B, N, 4]; one image's rows at a time keeps them with their map.
         flat = []
@@ -163,14 +168,19 @@ class MaskRCNN(keras.Model):
         chosen = tf.gather(tf.transpose(logits, [0, 3, 1, 2]), tf.gather_nd(class_ids, positions), batch_dims=1)
         return tf.scatter_nd(positions, tf.sigmoid(chosen), tf.stack([batch, count, size, size]))
 
-    def call(self, images, image_hw=None, valid_masks_only=False):
+    def call(self, images, image_hw=None, valid_masks_only=False, mask_score_threshold=0.0):
+        """``valid_masks_only`` (not under XLA): masks only for the detections scoring at least
+        ``mask_score_threshold``, zeros elsewhere; by default every row's mask, as GluonCV."""
         images = tf.convert_to_tensor(images)
         if image_hw is None:
             image_hw = tf.shape(images)[1:3]
         maps = self.feature_maps(images)
         _, rois = self.proposals(maps, image_hw)
         class_ids, scores, boxes = self.detect(maps, rois)
-        masks = (self.valid_masks if valid_masks_only else self.masks)(maps, boxes, class_ids)
+        if valid_masks_only:
+            masks = self.valid_masks(maps, boxes, class_ids, scores, mask_score_threshold)
+        else:
+            masks = self.masks(maps, boxes, class_ids)
         return {
             "class_ids": class_ids,
             "scores": scores,

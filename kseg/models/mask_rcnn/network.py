@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from kseg.models.backbones.resnet_v1 import EXPANSION, RESNET_DEPTHS, RESNET_VARIANTS, ResNetV1Backbone, resnet_stage
-from kseg.models.layers import conv2d
+from kseg.models.layers import Conv2DTranspose, conv2d
 
 NUM_ANCHORS_C4 = 15  # 5 sizes x 3 ratios
 NUM_ANCHORS_FPN = 3  # 1 size per level x 3 ratios
@@ -137,7 +137,7 @@ def build_mask_head(config):
     x = inputs
     for i in range(config.mask_convs):
         x = _conv(x, MASK_CHANNELS, 3, f"mask_conv{i + 1}", activation="relu")
-    x = keras.layers.Conv2DTranspose(MASK_CHANNELS, 2, strides=2, name="mask_deconv")(x)
+    x = Conv2DTranspose(MASK_CHANNELS, 2, strides=2, name="mask_deconv")(x)
     x = keras.layers.ReLU(name="mask_deconv_relu")(x)
     logits = keras.layers.Conv2D(config.num_classes, 1, name="mask_logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name="mask_head")
