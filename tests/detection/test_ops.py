@@ -356,3 +356,18 @@ def test_ops_under_xla_equal_eager(inputs):
                 np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
             else:
                 np.testing.assert_array_equal(c.numpy(), e.numpy(), err_msg=name)
+
+
+def test_roi_align_plain_path_equals_xla_path():
+    """SavedModel export traces RoIAlign without XLA (direct_convolutions); both forms give one result."""
+    from kseg.ops.conv import direct_convolutions
+
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((2, 11, 13, 8)).astype("float32")
+    corners = rng.uniform(-20, 230, (2, 40, 2, 2)).astype("float32")
+    rois = np.concatenate([corners.min(2), corners.max(2)], -1)
+    fused = ops.roi_align(features, rois, (7, 7), 1 / 16).numpy()
+    with direct_convolutions():
+        plain = ops.roi_align(features, rois, (7, 7), 1 / 16).numpy()
+    np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-6)
+    assert np.abs(plain).max() > 0.1
