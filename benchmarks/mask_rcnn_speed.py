@@ -100,6 +100,8 @@ def main(argv=None):
     parser.add_argument("--top-masks", type=int, default=100, help="kseg's second column: masks for this many")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
+    if args.top_masks < 1:
+        parser.error(f"--top-masks must be at least 1, got {args.top_masks}")
     rows = []
     for name in args.models.split(","):
         theirs = gluoncv_seconds(name, args.size, args.iters, args.threads)

@@ -131,6 +131,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
             self.kernel_size == (k, k)
             and self.strides == (k, k)
             and self.padding == "valid"
+            and self.output_padding is None
             and self.dilation_rate == (1, 1)
             and self.data_format == "channels_last"
         )

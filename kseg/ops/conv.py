@@ -69,7 +69,7 @@ def xla_kernels_allowed():
 
 def fast_convolutions_enabled():
     """Whether kseg's 3x3 ``Conv2D`` layers take :func:`conv2d_3x3` at inference here and now."""
-    if getattr(_state, "direct", False) or os.environ.get("KSEG_FAST_CONV", "1") == "0":
+    if not xla_kernels_allowed() or os.environ.get("KSEG_FAST_CONV", "1") == "0":
         return False
     return not tf.distribute.has_strategy() and not _accelerator_present()
 

@@ -35,6 +35,18 @@ def test_overlapping_windows_keep_keras_path():
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
 
 
+def test_output_padding_keeps_keras_path():
+    ours = Conv2DTranspose(4, 2, strides=2, output_padding=1)
+    theirs = keras.layers.Conv2DTranspose(4, 2, strides=2, output_padding=1)
+    x = np.random.default_rng(4).standard_normal((1, 3, 5, 5)).astype("float32")
+    theirs(x)
+    ours(x)
+    ours.set_weights(theirs.get_weights())
+    assert not ours._is_pixel_shuffle()
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+    assert ours(x).shape == (1, 7, 11, 4)
+
+
 def test_transposed_convolution_gradients_equal_keras():
     ours, theirs = pair(2, 2)
     x = tf.constant(np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype("float32"))
