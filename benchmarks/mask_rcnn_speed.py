@@ -71,9 +71,9 @@ def kseg_seconds(name, size, iters, threads, xla, top_masks):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from kseg.models.mask_rcnn import MaskRCNN
+    import kseg
 
-    model = MaskRCNN(name)
+    model = kseg.models.get(name)
     x = tf.random.normal([1, size, size, 3])
     spec = [tf.TensorSpec(x.shape, tf.float32)]
 

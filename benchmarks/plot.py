@@ -6,7 +6,7 @@
 Throughput (images/s, log scale) comes from the benchmark JSON: the last run
 of ``side_by_side.py``'s ``RESULTS.json`` (one series per framework; torchvision
 is left out, its weights have other mIoUs) or the records of a
-``tools/benchmark.py --json`` file. mIoU is the zoo entry's (``SEMANTIC_ZOO``,
+``tools/benchmark.py --json`` file. mIoU is the zoo entry's (``kseg.presets``,
 GluonCV's published score of those weights). GluonCV's published V100 numbers
 (480x480, batch 32) are drawn as a separate series.
 """
@@ -37,10 +37,10 @@ MARKERS = ["circle", "square", "diamond", "triangle"]
 
 
 def zoo_miou(name):
-    from kseg.models.zoo import SEMANTIC_ZOO
+    from kseg.presets import PRESETS
 
-    entry = SEMANTIC_ZOO.get(name)
-    return None if entry is None else entry.miou
+    preset = PRESETS.get(name)
+    return None if preset is None else preset.metrics.get("mIoU")
 
 
 def series_from_json(data, run=-1):

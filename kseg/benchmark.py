@@ -96,8 +96,10 @@ def non_negative_int(text):
 
 def check_model_spec(spec):
     """Raise ValueError unless ``spec`` is a zoo name or ``method:backbone:classes``."""
-    from kseg.models.zoo import METHOD_HEADS, SEMANTIC_ZOO
+    from kseg.models.builders import METHOD_HEADS
+    from kseg.presets import list_presets
 
+    semantic = list_presets("semantic")
     if ":" in spec:
         parts = spec.split(":")
         if len(parts) != 3:
@@ -110,9 +112,9 @@ def check_model_spec(spec):
         if not classes.isdigit() or int(classes) < 1:
             raise ValueError(f"invalid model {spec!r}: classes must be a positive integer")
         return
-    if spec not in SEMANTIC_ZOO:
-        close = difflib.get_close_matches(spec, SEMANTIC_ZOO, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; zoo names: {', '.join(SEMANTIC_ZOO)}"
+    if spec not in semantic:
+        close = difflib.get_close_matches(spec, semantic, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; zoo names: {', '.join(semantic)}"
         raise ValueError(f"unknown model {spec!r}{hint}")
 
 

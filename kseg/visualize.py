@@ -5,15 +5,15 @@ are the data sets' own: the VOC bit colormap, the ADE20K SceneParsing colours
 (index 0 "other" is black, 1..150 the classes) and the Cityscapes trainId
 colours. :func:`colorize` reproduces ``get_color_pallete`` exactly, quirks
 included: for ade20k it adds 1 to the class index, for VOC it maps -1 to 255.
+``dataset=None`` (a model fine-tuned on classes of its own) takes the VOC
+colormap, which has a colour for any of 256 classes.
 """
 
 import numpy as np
 from PIL import Image
 
-from kseg.data.classes import CLASSES_BY_DATASET
+from kseg.presets.datasets import CLASSES_BY_DATASET, DATASET_KEYS
 from kseg.utils.io import atomic_path
-
-DATASET_KEYS = ("ade20k", "pascal_voc", "pascal_aug", "coco", "citys")
 
 # RGB triplets, class by class (ADE20K: classes 1..150; Cityscapes: trainIds 0..18).
 _ADE20K_COLORS = bytes.fromhex(
@@ -56,7 +56,7 @@ def palette(dataset):
         return np.concatenate([np.zeros((1, 3), np.uint8), np.frombuffer(_ADE20K_COLORS, np.uint8).reshape(-1, 3)])
     if dataset == "citys":
         return np.frombuffer(_CITYSCAPES_COLORS, np.uint8).reshape(-1, 3).copy()
-    if dataset in DATASET_KEYS:
+    if dataset is None or dataset in DATASET_KEYS:
         return voc_colormap()
     raise ValueError(f"Unknown dataset {dataset!r}; palettes exist for {', '.join(DATASET_KEYS)}")
 
@@ -76,7 +76,9 @@ def colorize(mask, dataset):
     colors = palette(dataset)
     high = 254 if dataset == "ade20k" else 255  # the largest index that fits a uint8 pixel
     if mask.size and (mask.min() < -1 or mask.max() > high):
-        raise ValueError(f"{dataset} masks hold -1 (ignore) or classes 0..{high}, got {mask.min()}..{mask.max()}")
+        raise ValueError(
+            f"{dataset or 'VOC-palette'} masks hold -1 (ignore) or classes 0..{high}, got {mask.min()}..{mask.max()}"
+        )
     if dataset == "ade20k":
         mask = mask + 1
     elif dataset in ("pascal_voc", "pascal_aug"):
@@ -115,6 +117,8 @@ def overlay(image, mask, dataset, alpha=0.5):
 def legend(mask, dataset, class_names=None):
     """(name, RGB colour, pixel share) of every class in ``mask``, most frequent first."""
     mask = _indices(mask)
+    if class_names is None and dataset is None:
+        raise ValueError("legend needs class_names when the data set is not one of the zoo's")
     names = class_names or CLASSES_BY_DATASET[dataset]
     labelled = mask[mask >= 0]
     classes, counts = np.unique(labelled, return_counts=True)

@@ -17,7 +17,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kseg.cli import flags as kflags  # noqa: E402
-from kseg.cli.test_main import define_test_flags, run_test  # noqa: E402
+from kseg.cli.evaluate_command import define_test_flags, run_test  # noqa: E402
 
 kflags.define_model_flags()
 kflags.define_data_flags()

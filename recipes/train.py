@@ -3,8 +3,9 @@
     python recipes/train.py --flagfile=recipes/psp_ade.flags --dataset-dir /data
     python recipes/train.py --flagfile=recipes/quickstart.flags      # offline, CPU, a few minutes
 
-Rerun the same command after an interruption: it resumes from the run
-folder's last checkpoint. ``--helpfull`` lists every flag.
+Every flag is a field of ``kseg.training.TrainConfig``; ``kseg.training.train``
+does the run. Rerun the same command after an interruption: it resumes from
+the run folder's last checkpoint. ``--helpfull`` lists every flag.
 """
 
 import os
@@ -14,11 +15,8 @@ from absl import app, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kseg.cli import flags as kflags  # noqa: E402
-from kseg.cli.train_main import define_train_flags, run_train  # noqa: E402
+from kseg.cli.train_command import config_from_flags, define_train_flags  # noqa: E402
 
-kflags.define_model_flags()
-kflags.define_data_flags()
 define_train_flags()
 
 
@@ -26,6 +24,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
+    from kseg.training import train
     from kseg.weights.download import DownloadError
 
     if os.environ.get("KSEG_DEBUG"):  # full tracebacks, Keras' frames included
@@ -34,8 +33,8 @@ def main(argv):
         keras.config.disable_traceback_filtering()
 
     try:
-        run_train()
-    except (ValueError, FileNotFoundError, FloatingPointError, DownloadError) as error:
+        train(config_from_flags())
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, DownloadError) as error:
         if os.environ.get("KSEG_DEBUG"):
             raise
         sys.exit(f"train.py: {error}")

@@ -1,5 +1,7 @@
-"""A shared harness for model tests, in the keras-hub manner."""
+"""The shared harness for model and layer tests, in the keras-hub manner: every test builds and checks through it."""
 
+import contextlib
+import json
 import os
 
 import keras
@@ -15,8 +17,27 @@ def random_images(batch, height, width, seed=0):
     return np.random.default_rng(seed).standard_normal((batch, height, width, 3)).astype("float32")
 
 
+@contextlib.contextmanager
+def global_policy(name):
+    """Build under the global dtype policy ``name`` (restored afterwards)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def compute_dtypes(layer):
+    """``{path: compute dtype}`` of every layer inside ``layer`` (nested models walked)."""
+    found = {}
+    for sub in layer._flatten_layers(include_self=False, recursive=True):
+        found[sub.path or sub.name] = sub.compute_dtype
+    return found
+
+
 class ModelTestHarness:
-    """Checks every segmentation model must pass; mixed into a pytest class."""
+    """Checks every kseg model (and layer) must pass; mixed into a pytest class or called as functions."""
 
     def run_output_shape_test(self, model, num_classes, sizes=((1, 64, 64), (2, 97, 131), (1, 33, 47))):
         for batch, height, width in sizes:
@@ -26,10 +47,22 @@ class ModelTestHarness:
                 assert np.all(np.isfinite(value)), name
 
     def run_config_roundtrip_test(self, model):
+        """``get_config``/``from_config`` and ``serialize_keras_object`` through JSON give the same object,
+        its dtype policy (and every sublayer's compute dtype) and metadata included, whatever the global policy."""
         config = model.get_config()
         clone = model.__class__.from_config(config)
         assert clone.get_config() == config
         assert clone.count_params() == model.count_params()
+        serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+        with global_policy("float32" if model.dtype_policy.name != "float32" else "mixed_bfloat16"):
+            restored = keras.saving.deserialize_keras_object(serialized)
+        assert isinstance(restored, model.__class__)
+        assert restored.get_config() == config
+        assert restored.dtype_policy.name == model.dtype_policy.name
+        assert compute_dtypes(restored) == compute_dtypes(model)
+        if hasattr(model, "metadata"):
+            assert restored.metadata == model.metadata
+        return restored
 
     def run_saving_test(self, model, tmp_path, images):
         expected = as_dict(model(images, training=False))
@@ -38,6 +71,8 @@ class ModelTestHarness:
         model.save(path)
         restored = keras.models.load_model(path)
         assert isinstance(restored, model.__class__)
+        if hasattr(model, "metadata"):
+            assert restored.metadata == model.metadata
         self._assert_outputs_equal(as_dict(restored(images, training=False)), expected)
 
         weights = os.path.join(tmp_path, "model.weights.h5")

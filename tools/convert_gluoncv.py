@@ -1,4 +1,4 @@
-"""Convert a GluonCV segmentation ``.params`` file to kseg ``.weights.h5``.
+"""Convert a GluonCV ``.params`` file of a zoo model (semantic or Mask R-CNN) to kseg ``.weights.h5``.
 
     python tools/convert_gluoncv.py --model deeplab_resnet101_voc \
         --params deeplab_resnet101_voc-311ed22c.params --out deeplab_resnet101_voc.weights.h5 --verify
@@ -15,8 +15,7 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kseg.weights.convert import convert  # noqa: E402
-from kseg.weights.download import sha1_of  # noqa: E402, F401
+from kseg.models import convert  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Zoo name, e.g. deeplab_resnet101_voc.")

@@ -6,10 +6,11 @@ writes TF-Serving's versioned layout ``serving/psp_resnet101_ade/1/`` atomically
 and prints how to inspect and serve it. The SavedModel's signatures:
 ``serving_default`` takes RGB uint8 pixels (``images``, ``[B, H, W, 3]``, any
 size) and ``serving_bytes`` encoded JPEG/PNG files (``image_bytes``, ``[B]``,
-one size per request); both return ``class_map`` (int32 ``[B, H, W]``) and
-``probabilities`` (float32 ``[B, H, W, C]``; ``--noprobabilities`` leaves them
-out, which REST clients want: REST returns every output). Normalisation happens
-inside the graph. See ``kseg.export.export_saved_model``.
+one size per request). Semantic models return ``class_map`` (int32
+``[B, H, W]``) and ``probabilities`` (float32 ``[B, H, W, C]``;
+``--noprobabilities`` leaves them out, which REST clients want: REST returns
+every output); Mask R-CNN models their detections with pasted masks.
+Preprocessing happens inside the graph. See ``kseg.export.export_saved_model``.
 """
 
 import shlex
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 from absl import app, flags, logging
+
+from kseg.presets import SEMANTIC
 
 FLAGS = flags.FLAGS
 
@@ -57,39 +60,22 @@ def define_flags(flag_values=FLAGS):
 def export(model_name, weights, out, num_classes=None, version=1, xla=False, overwrite=False, probabilities=True):
     """Build, export and return ``(version_dir, model)``; raises ValueError/FileNotFoundError/FileExistsError."""
     import kseg
-    from kseg.cli.models import build_for_inference, choose_model
     from kseg.export import export_saved_model
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
 
-    if model_name in MASK_RCNN_ZOO:
-        return _export_instance_model(model_name, weights, out, version, xla, overwrite)
-    entry = kseg.models.get_entry(model_name)
+    preset = kseg.presets.get_preset(model_name)
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"--num-classes must be positive, got {num_classes}")
+    if not probabilities and preset.task != SEMANTIC:
+        raise ValueError(f"--noprobabilities applies to semantic models; {model_name} returns detections")
     final = Path(out) / str(version)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass --overwrite or another --version")
     if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
         raise FileNotFoundError(f"Weights file not found: {weights}")
-    weights = None if weights.lower() == "none" else weights
-    # Another class count than the entry's takes a fine-tuned file of that many classes.
-    model = build_for_inference(choose_model(model_name), weights, num_classes or entry.num_classes)
-    classes = list(entry.classes) if num_classes in (None, entry.num_classes) else None
-    path = export_saved_model(
-        model, out, version=version, xla=xla, include_probabilities=probabilities, overwrite=overwrite, classes=classes
-    )
-    return path, model
-
-
-def _export_instance_model(model_name, weights, out, version, xla, overwrite):
-    """Mask R-CNN: detection signatures (boxes, classes, scores, pasted masks, num_detections)."""
-    import kseg
-    from kseg.export_detection import export_detection_model
-
-    if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
-        raise FileNotFoundError(f"Weights file not found: {weights}")
-    model = kseg.models.get(model_name, weights=None if weights.lower() == "none" else weights)
-    path = export_detection_model(model, out, version=version, xla=xla, overwrite=overwrite)
+    # Another class count than the preset's takes a fine-tuned file of that many classes (strict).
+    model = kseg.models.get(model_name, weights=weights, num_classes=num_classes, strict=True)
+    task_options = {"include_probabilities": probabilities} if preset.task == SEMANTIC else {}
+    path = export_saved_model(model, out, version=version, xla=xla, overwrite=overwrite, **task_options)
     return path, model
 
 
@@ -131,15 +117,14 @@ def main(argv, flag_values=FLAGS):
             overwrite=flag_values.overwrite,
             probabilities=flag_values.probabilities,
         )
-    except (ValueError, OSError) as error:  # OSError: missing weights, an existing version
+    except (ValueError, TypeError, OSError) as error:  # OSError: missing weights, an existing version
         print(f"error: {error}", file=sys.stderr)
         return 1
-    outputs = "class_map, probabilities" if flag_values.probabilities else "class_map"
-    if hasattr(model, "config"):  # Mask R-CNN
-        outputs = "detection_boxes, detection_classes, detection_scores, detection_masks, num_detections"
+    from kseg.export import read_metadata
+
+    outputs = ", ".join(read_metadata(path)["signatures"]["serving_default"]["outputs"])
     random = " (random weights)" if flag_values.weights.lower() == "none" else ""
-    num_classes = model.config.num_classes if hasattr(model, "config") else model.num_classes
-    print(f"wrote {path}: {model.name}{random}, {num_classes} classes")
+    print(f"wrote {path}: {model.name}{random}, {model.metadata.num_classes} classes")
     print(f"signatures: serving_default (images uint8 [B,H,W,3]), serving_bytes (image_bytes string [B]) -> {outputs}")
     for line in usage(path, model.name, flag_values.xla):
         print(line)

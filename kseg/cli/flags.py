@@ -1,4 +1,4 @@
-"""absl flags shared by ``recipes/test.py`` and ``recipes/train.py``.
+"""absl flags of ``recipes/test.py`` (``recipes/train.py``'s come from ``kseg.training.TrainConfig``).
 
 Flag names are GluonCV's (``--model-zoo``, ``--base-size``, ...) so that its
 commands work as written; read them with :func:`value`.
@@ -8,7 +8,7 @@ import os
 
 from absl import flags
 
-DATASET_KEYS = ("ade20k", "pascal_voc", "pascal_aug", "coco", "citys")
+from kseg.presets.datasets import DATASET_KEYS
 
 
 def value(name):
@@ -17,7 +17,7 @@ def value(name):
 
 
 def define_model_flags():
-    flags.DEFINE_string("model-zoo", None, "A zoo name, e.g. fcn_resnet50_ade (kseg.models.list_models()).")
+    flags.DEFINE_string("model-zoo", None, "A zoo name, e.g. fcn_resnet50_ade (`kseg list`).")
     flags.DEFINE_string("model", None, "Method when --model-zoo is not given: fcn, psp, deeplab, deeplab_v3b_plus.")
     flags.DEFINE_string("backbone", "resnet101", "Backbone with --model: resnet50 (GluonCV's v1s), resnet18_v1b, ...")
     flags.DEFINE_string(
@@ -29,7 +29,7 @@ def define_model_flags():
     flags.DEFINE_string("resume", None, "GluonCV's name for --weights.")
     flags.DEFINE_integer("output-stride", 8, "Backbone output stride (8 as published, 16 is faster).")
     flags.DEFINE_enum(
-        "jit-compile", "auto", ["auto", "true", "false"], "XLA: auto compiles when a GPU is present (no gain on CPU)."
+        "jit-compile", "auto", ["auto", "true", "false"], "XLA: auto compiles on GPUs and TPUs (no gain on CPUs)."
     )
 
 
@@ -38,9 +38,9 @@ def define_data_flags():
     flags.DEFINE_string(
         "dataset-dir", None, "The data set's folder or a folder holding it (default: $KSEG_DATA)."
     )
-    flags.DEFINE_integer("base-size", None, "Base image size (default: the zoo entry's, else 520).")
-    flags.DEFINE_integer("crop-size", None, "Crop size (default: the zoo entry's, else 480).")
-    flags.DEFINE_integer("batch-size", 1, "Images per model call (val mode and single-scale testval).")
+    flags.DEFINE_integer("base-size", None, "Base image size (default: the model's, GluonCV's 520).", lower_bound=1)
+    flags.DEFINE_integer("crop-size", None, "Crop size (default: the model's, GluonCV's 480).", lower_bound=1)
+    flags.DEFINE_integer("batch-size", 1, "Images per model call (val mode and single-scale testval).", lower_bound=1)
 
 
 def jit_compile():

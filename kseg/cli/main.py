@@ -15,6 +15,10 @@ import json
 import os
 import sys
 
+from kseg.presets import BACKBONE, DATASET_KEYS, INSTANCE, PRESETS, SEMANTIC, get_preset, list_presets
+from kseg.utils.paths import kseg_home
+
+# Everything up to a subcommand's own work reads plain tables: `kseg --help`, `list` and `info` load no TensorFlow.
 COMMANDS = {
     "list": "the zoo's models with GluonCV's scores",
     "info": "one model's metadata, weights file and cache state",
@@ -31,80 +35,93 @@ def _usage():
     return "\n".join(lines)
 
 
+def _describe(preset):
+    """(method, backbone) of a preset, as ``kseg list`` shows them."""
+    architecture = preset.architecture
+    if preset.task == SEMANTIC:
+        return architecture["method"], architecture["backbone"]
+    if preset.task == INSTANCE:
+        method = "mask_rcnn_fpn" if architecture["fpn"] else "mask_rcnn"
+        return method, f"resnet{architecture['depth']}_{architecture['variant']}"
+    return "backbone", preset.name
+
+
+# The columns of each task's table in `kseg list`: (heading, metric key).
+_TABLE_METRICS = {
+    SEMANTIC: (("pixAcc", "pixAcc"), ("mIoU", "mIoU")),
+    INSTANCE: (("boxAP", "box AP"), ("mskAP", "mask AP")),
+    BACKBONE: (("top-1", "top-1"),),
+}
+
+
+def _score(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _summary(preset):
+    method, backbone = _describe(preset)
+    return {
+        "name": preset.name,
+        "task": preset.task,
+        "method": method,
+        "backbone": backbone,
+        "dataset": preset.dataset,
+        "num_classes": preset.num_classes,
+        "metrics": dict(preset.metrics),
+    }
+
+
 def _list(argv):
     parser = argparse.ArgumentParser(prog="kseg list", description=COMMANDS["list"])
-    parser.add_argument("--dataset", choices=("ade20k", "pascal_voc", "coco", "citys"), help="only this data set")
+    parser.add_argument("--dataset", choices=(*DATASET_KEYS, "imagenet"), help="only this data set")
+    parser.add_argument("--task", choices=("semantic", "instance", "backbone"), help="only this task")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     args = parser.parse_args(argv)
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
-    from kseg.models.zoo import SEMANTIC_ZOO
-
-    entries = [e for e in SEMANTIC_ZOO.values() if args.dataset in (None, e.dataset)]
-    instances = [e for e in MASK_RCNN_ZOO.values() if args.dataset in (None, "coco")]
+    presets = [PRESETS[name] for name in list_presets(args.task)]
+    presets = [p for p in presets if args.dataset in (None, p.dataset)]
     if args.json:
-        print(json.dumps([_summary(e) for e in entries + instances], indent=2))
+        print(json.dumps([_summary(p) for p in presets], indent=2))
         return 0
-    print(f"{'name':<36} {'method':<16} {'backbone':<14} {'dataset':<10} {'classes':>7} {'pixAcc':>6} {'mIoU':>5}")
-    for e in entries:
-        pixacc = "-" if e.pixacc is None else f"{e.pixacc:.1f}"
-        print(f"{e.name:<36} {e.method:<16} {e.backbone:<14} {e.dataset:<10} {e.num_classes:>7} {pixacc:>6} "
-              f"{e.miou:>5.1f}")
-    if instances:
+    for task, columns in _TABLE_METRICS.items():
+        rows = [p for p in presets if p.task == task]
+        if not rows:
+            continue
         header = f"{'name':<36} {'method':<16} {'backbone':<14} {'dataset':<10} {'classes':>7}"
-        print(f"\n{header} {'boxAP':>6} {'mskAP':>5}")
-    for e in instances:
-        method = "mask_rcnn_fpn" if e.fpn else "mask_rcnn"
-        print(f"{e.name:<36} {method:<16} {f'resnet{e.depth}_{e.variant}':<14} {'coco':<10} {e.num_classes:>7} "
-              f"{e.box_ap:>6.1f} {e.mask_ap:>5.1f}")
+        print(header + "".join(f" {heading:>6}" for heading, _ in columns))
+        for p in rows:
+            method, backbone = _describe(p)
+            classes = "-" if p.num_classes is None else p.num_classes
+            scores = "".join(f" {_score(p.metrics.get(key)):>6}" for _, key in columns)
+            print(f"{p.name:<36} {method:<16} {backbone:<14} {p.dataset:<10} {classes:>7}{scores}")
+        print()
     return 0
-
-
-def _summary(entry):
-    if hasattr(entry, "box_ap"):
-        return {
-            "name": entry.name, "method": "mask_rcnn_fpn" if entry.fpn else "mask_rcnn",
-            "backbone": f"resnet{entry.depth}_{entry.variant}", "dataset": "coco", "num_classes": entry.num_classes,
-            "box_AP": entry.box_ap, "mask_AP": entry.mask_ap,
-        }
-    return {
-        "name": entry.name, "method": entry.method, "backbone": entry.backbone, "dataset": entry.dataset,
-        "num_classes": entry.num_classes, "pixAcc": entry.pixacc, "mIoU": entry.miou,
-    }
 
 
 def _info(argv):
     parser = argparse.ArgumentParser(prog="kseg info", description=COMMANDS["info"])
     parser.add_argument("name", help="a zoo name (kseg list)")
     args = parser.parse_args(argv)
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
-    from kseg.models.registry import get_entry, kseg_home
-
+    preset = get_preset(args.name)
     home = kseg_home()
-    if args.name in MASK_RCNN_ZOO:
-        import dataclasses
-
-        entry = MASK_RCNN_ZOO[args.name]
-        cached = [str(p) for p in (home / f"{entry.name}.weights.h5", home / entry.gluoncv_file) if p.is_file()]
-        info = {**_summary(entry), **dataclasses.asdict(entry), "gluoncv_file": entry.gluoncv_file, "url": entry.url,
-                "mask_size": entry.mask_size, "cache": str(home), "cached_files": cached,
-                "classes": list(entry.classes)}
-        print(json.dumps(info, indent=2))
-        return 0
-    entry = get_entry(args.name)
-    cached = [str(p) for p in (home / f"{entry.name}.weights.h5", home / entry.gluoncv_file) if p.is_file()]
+    weights = preset.weights
+    cached = [str(p) for p in (home / f"{preset.name}.weights.h5", home / weights.gluoncv_file) if p.is_file()]
+    metadata = preset.metadata
     info = {
-        **_summary(entry),
-        "aux": entry.aux,
-        "base_size": entry.base_size,
-        "crop_size": entry.crop_size,
-        "gluoncv_file": entry.gluoncv_file,
-        "sha1": entry.sha1,
-        "url": entry.url,
-        "recipe": entry.recipe,
-        "notes": entry.notes,
+        **_summary(preset),
+        "builder": preset.builder,
+        "architecture": dict(preset.architecture),
+        "preprocessing": metadata.preprocessing.to_config(),
+        "evaluation": metadata.evaluation,
+        "num_params": metadata.num_params,
+        "gluoncv_file": weights.gluoncv_file,
+        "sha1": weights.sha1,
+        "url": weights.url,
+        "converter": weights.converter,
+        "recipe": metadata.recipe,
+        "notes": metadata.notes,
         "cache": str(home),
         "cached_files": cached,
-        "classes": list(entry.classes),
+        "classes": None if preset.classes is None else list(preset.classes),
     }
     print(json.dumps(info, indent=2))
     return 0
@@ -117,7 +134,8 @@ def _convert(argv):
     parser.add_argument("--out", required=True, help="output path ending in .weights.h5")
     parser.add_argument("--verify", action="store_true", help="check the SHA-1 against GluonCV's model store")
     args = parser.parse_args(argv)
-    from kseg.weights.convert import convert
+    get_preset(args.model)  # an unknown name is refused before TensorFlow loads
+    from kseg.models import convert
 
     model = convert(args.model, args.params, args.out, args.verify)
     print(f"wrote {args.out}: {model.name}, {model.count_params():,} parameters")
@@ -187,7 +205,7 @@ def main(argv=None):
     except BrokenPipeError:  # output piped into head & co.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
         return 0
-    except (ValueError, OSError, DownloadError) as error:
+    except (ValueError, TypeError, OSError, DownloadError) as error:
         print(f"kseg {command}: {error}", file=sys.stderr)
         return 1
 

@@ -12,15 +12,15 @@ GluonCV's evaluation protocol instead (scales 0.5-1.75, flipped, crop windows).
 import argparse
 from pathlib import Path
 
-# GluonCV's data set keys (kseg.data.DATASET_KEYS), here so that --help runs without TensorFlow.
-DATASET_KEYS = ("ade20k", "pascal_voc", "pascal_aug", "coco", "citys")
+from kseg.presets import CLASSES_BY_DATASET, DATASET_KEYS, INSTANCE, SEMANTIC, get_preset
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("images", nargs="+", type=Path, help="image files (any format PIL reads)")
     parser.add_argument("--model", required=True, help="a zoo name, e.g. fcn_resnet50_ade")
-    parser.add_argument("--weights", default="pretrained", help="'pretrained' or a .params/.weights.h5 path")
+    parser.add_argument("--weights", default="pretrained",
+                        help="'pretrained', a .params/.weights.h5 path, or 'none' (random weights)")
     parser.add_argument("--dataset", choices=DATASET_KEYS, help="palette and class names (default: the model's)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--multi-scale", action="store_true", help="GluonCV's multi-scale, flipped protocol")
@@ -66,83 +66,54 @@ def check_files(args):
         raise SystemExit(f"Weights file not found: {args.weights}")
 
 
-def check_dataset(args, entry):
+def check_dataset(args, preset):
     """The palette's data set; its classes must be the model's."""
-    from kseg.data.classes import CLASSES_BY_DATASET
-
-    dataset = args.dataset or entry.dataset
-    if len(CLASSES_BY_DATASET[dataset]) != entry.num_classes:
+    dataset = args.dataset or preset.dataset
+    if len(CLASSES_BY_DATASET[dataset]) != preset.num_classes:
         raise SystemExit(
             f"--dataset {dataset} has {len(CLASSES_BY_DATASET[dataset])} classes, "
-            f"but {entry.name} predicts {entry.num_classes}"
+            f"but {preset.name} predicts {preset.num_classes}"
         )
     return dataset
 
 
 def make_predictor(args, model):
-    """``predict(normalised [H, W, 3]) -> [H, W]`` class indices, single or multi-scale."""
-    from kseg.evaluation import MultiScalePredictor, Predictor
+    """The model's predictor: semantic single or multi-scale, or Mask R-CNN's (drawn above --score-threshold)."""
+    from kseg.evaluation import InstancePredictor, MultiScalePredictor, Predictor
 
+    if model.metadata.task == INSTANCE:
+        return InstancePredictor(model, score_threshold=args.score_threshold, exact_masks=False)
     if args.multi_scale:
         return MultiScalePredictor(model, args.base_size, args.crop_size, flip=not args.no_flip, jit_compile=None)
     return Predictor(model, jit_compile=None)
 
 
 def main(argv=None):
-    """Run the command; returns the ``(mask_path, overlay_path)`` of every image."""
+    """Run the command; returns what was written for every image (see ``kseg.evaluation.predict_files``)."""
     args = parse_args(argv)
     check_files(args)
-    import kseg
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
-
-    if args.model in MASK_RCNN_ZOO:
-        return predict_instances(args)
     try:
-        entry = kseg.models.get_entry(args.model)
+        preset = get_preset(args.model)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    dataset = check_dataset(args, entry)
+    if preset.task == INSTANCE:
+        if args.multi_scale or args.dataset not in (None, "coco"):
+            raise SystemExit("Mask R-CNN predicts single scale on COCO's classes (no --multi-scale or --dataset)")
+        dataset = None
+    elif preset.task == SEMANTIC:
+        dataset = check_dataset(args, preset)
+    else:
+        raise SystemExit(f"{preset.name} is a {preset.task} model: it predicts no classes")
 
-    from kseg.cli.predict_images import predict_images
-
-    # 'none' (random weights) is for smoke tests; it is not worth a line in --help.
-    weights = None if args.weights.lower() == "none" else args.weights
-    from kseg.weights.download import DownloadError
-
-    try:
-        model = kseg.models.get(args.model, weights=weights)
-    except (FileNotFoundError, DownloadError) as error:
-        raise SystemExit(str(error)) from None
-    return predict_images(make_predictor(args, model), args.images, args.out, dataset, args.alpha)
-
-
-def predict_instances(args):
-    """Mask R-CNN: ``{stem}_instances.png`` with the detections scoring at least ``--score-threshold``."""
     import kseg
-    from kseg import visualize
-    from kseg.data.preprocessing import load_image
-    from kseg.detection.inference import InstancePredictor
+    from kseg.evaluation import predict_files
     from kseg.weights.download import DownloadError
 
-    if args.multi_scale or args.dataset not in (None, "coco"):
-        raise SystemExit("Mask R-CNN predicts single scale on COCO's classes (no --multi-scale or --dataset)")
-    weights = None if args.weights.lower() == "none" else args.weights
     try:
-        model = kseg.models.get(args.model, weights=weights)
+        model = kseg.models.get(args.model, weights=args.weights, strict=True)
     except (FileNotFoundError, DownloadError) as error:
         raise SystemExit(str(error)) from None
-    predictor = InstancePredictor(model, score_threshold=args.score_threshold, exact_masks=False)
-    written = []
-    for path in args.images:
-        image = load_image(path)
-        found = predictor.predict(image)
-        drawn = visualize.draw_instances(image, found.boxes, found.masks, found.labels(), found.scores, args.alpha)
-        out = args.out / f"{path.stem}_instances.png"
-        visualize.save_png(out, drawn)
-        names = ", ".join(f"{name} {score:.2f}" for name, score in zip(found.labels(), found.scores, strict=True))
-        print(f"{path.name}: {len(found)} detection(s){': ' + names if names else ''} -> {out}", flush=True)
-        written.append(out)
-    return written
+    return predict_files(make_predictor(args, model), args.images, args.out, dataset, args.alpha)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Data: readers for the four data sets, GluonCV's transforms, preprocessing."""
 
-from kseg.data import classes, preprocessing, transforms
+from kseg.data import preprocessing, transforms
 from kseg.data.datasets import DATASET_KEYS, SegmentationDataset, get_dataset
 from kseg.data.preprocessing import load_image, normalize_image
 from kseg.data.transforms import SegmentationTransform
@@ -9,7 +9,6 @@ __all__ = [
     "DATASET_KEYS",
     "SegmentationDataset",
     "SegmentationTransform",
-    "classes",
     "get_dataset",
     "load_image",
     "normalize_image",

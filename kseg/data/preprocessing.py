@@ -8,8 +8,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from kseg.presets import IMAGENET_MEAN, IMAGENET_STD
 
 
 def load_image(path):

@@ -214,3 +214,43 @@ def _write_cityscapes(root, samples):
             label_ids[:4] = 1  # ego vehicle band: a non-evaluated id
             _save_image(folder / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label_ids.astype(np.uint8))
     return folder
+
+
+def ensure_dataset(name, root, size, num_train, log=print):
+    """Write kseg's procedural data set ``name`` under ``root`` unless it is there: whole, or not at all.
+
+    It is written into a hidden staging folder in ``root`` and renamed into
+    place, so a run killed while writing leaves no partial data set that the
+    next run would take for the whole one. Processes that write it at the same
+    time (the workers of a multi-worker run) each stage their own copy; the
+    first rename wins.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from kseg.data.datasets import get_dataset
+
+    root = Path(root)
+    try:
+        get_dataset(name, split="val", root=root)
+        return
+    except (FileNotFoundError, ValueError):
+        pass
+    num_val = max(4, num_train // 4)
+    log(f"Writing a procedural {name} data set ({num_train} + {num_val} images) to {root}")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".synthetic-"))
+    try:
+        folder = Path(write_dataset(name, staging, num_train=num_train, num_val=num_val, size=(size, size), seed=1))
+        top = folder.relative_to(staging).parts[0]  # VOCdevkit/VOC2012 moves as VOCdevkit
+        target = root / top
+        try:
+            os.rename(staging / top, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            # Another process renamed its copy first; a folder that is not a whole data set is left for the
+            # reader to reject with the layout it expects.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,38 +1,38 @@
-"""Inference for evaluation: single-scale, and GluonCV's multi-scale protocol.
+"""Inference and evaluation for both tasks, as library code.
 
-``Predictor`` gives logits at the image size for a batch; ``MultiScalePredictor``
-reproduces GluonCV's ``MultiEvalModel`` (scales 0.5-1.75, flip, sliding crop
-windows, ``exp`` scores summed over scales), which produced GluonCV's
-published numbers.
+- semantic: :class:`Predictor` (single scale), :class:`MultiScalePredictor`
+  (GluonCV's ``MultiEvalModel``), :func:`evaluate_semantic` (GluonCV's
+  ``test.py``: pixAcc/mIoU or submission PNGs);
+- instance: :class:`InstancePredictor` (resize, detect, paste masks),
+  :func:`evaluate_coco` (COCO bbox/segm AP with pycocotools);
+- :func:`predict_files` (image files -> colour masks, overlays or drawn
+  detections, for either task); :class:`CompiledCall`, the compiled-call cache
+  every predictor shares.
+
+Example:
+    >>> from kseg.evaluation import Predictor
+    >>> labels = Predictor(model, jit_compile=False).predict(kseg.data.normalize_image(image))
 """
 
-from kseg.evaluation.grid import (
-    GLUONCV_SCALES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ScalePlan,
-    normalized_black,
-    plan_scale,
-    scaled_size,
-    window_starts,
-    window_stride,
-)
-from kseg.evaluation.multiscale import MultiScalePredictor, chunk_sizes, pad_bottom_right
+from kseg.evaluation.coco import STAT_NAMES, evaluate_coco
+from kseg.evaluation.files import predict_files
+from kseg.evaluation.grid import GLUONCV_SCALES
+from kseg.evaluation.instance import InstancePredictor, Instances
+from kseg.evaluation.multiscale import MultiScalePredictor
 from kseg.evaluation.predictor import CompiledCall, Predictor
+from kseg.evaluation.semantic import EvalSettings, evaluate_semantic, write_metrics
 
 __all__ = [
     "GLUONCV_SCALES",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "STAT_NAMES",
     "CompiledCall",
+    "EvalSettings",
+    "InstancePredictor",
+    "Instances",
     "MultiScalePredictor",
     "Predictor",
-    "ScalePlan",
-    "chunk_sizes",
-    "normalized_black",
-    "pad_bottom_right",
-    "plan_scale",
-    "scaled_size",
-    "window_starts",
-    "window_stride",
+    "evaluate_coco",
+    "evaluate_semantic",
+    "predict_files",
+    "write_metrics",
 ]

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from kseg.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from kseg.presets import IMAGENET_MEAN, IMAGENET_STD
 
 GLUONCV_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 STRIDE_RATE = 2.0 / 3.0

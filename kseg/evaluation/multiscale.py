@@ -25,8 +25,9 @@ rounding:
 
 import tensorflow as tf
 
-from kseg.evaluation.grid import GLUONCV_SCALES, IMAGENET_MEAN, IMAGENET_STD, normalized_black, plan_scale
+from kseg.evaluation.grid import GLUONCV_SCALES, normalized_black, plan_scale
 from kseg.evaluation.predictor import CompiledCall, _Compiled, main_logits, normalized_images
+from kseg.models import metadata_of
 from kseg.ops import resize_bilinear_align_corners
 
 
@@ -61,14 +62,19 @@ class MultiScalePredictor(_Compiled):
 
     Args:
         model: a kseg semantic model (NHWC normalised images in, logits at the input size out).
-        base_size, crop_size: GluonCV's ``--base-size``/``--crop-size``. None takes the zoo
-            entry's when ``model.name`` is a zoo name, else GluonCV's defaults 520/480.
+        base_size, crop_size: GluonCV's ``--base-size``/``--crop-size``; None: the model's
+            own (its metadata's resize policy).
         scales: the scales, summed in this order.
         flip: add the horizontally flipped window's logits (flipped back) before the exp.
         max_batch: most images in one model call, flipped copies included.
         jit_compile: True (XLA: one compilation per chunk size, all windows are crop x crop),
-            False, or None for XLA when a GPU is present.
-        mean, std: the normalisation of the images, which defines the black used for padding.
+            False, or None for XLA on GPUs and TPUs.
+        mean, std: the normalisation of the images, which defines the black used for padding;
+            None: the model's own.
+
+    Example:
+        >>> predictor = MultiScalePredictor(kseg.models.get("fcn_resnet50_ade", weights="pretrained"))
+        >>> labels = predictor.predict(kseg.data.normalize_image(image))  # [H, W], GluonCV's protocol
     """
 
     def __init__(
@@ -80,15 +86,14 @@ class MultiScalePredictor(_Compiled):
         flip=True,
         max_batch=8,
         jit_compile=True,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=None,
+        std=None,
     ):
-        if base_size is None or crop_size is None:
-            from kseg.models.zoo import SEMANTIC_ZOO
-
-            entry = SEMANTIC_ZOO.get(getattr(model, "name", None))
-            base_size = base_size or (entry.base_size if entry else 520)
-            crop_size = crop_size or (entry.crop_size if entry else 480)
+        preprocessing = metadata_of(model).preprocessing
+        base_size = base_size or preprocessing.resize.base_size
+        crop_size = crop_size or preprocessing.resize.crop_size
+        mean = preprocessing.mean if mean is None else mean
+        std = preprocessing.std if std is None else std
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be positive, got {max_batch}")
         self.model = model

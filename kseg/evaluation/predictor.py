@@ -1,26 +1,19 @@
-"""Single-scale inference, compiled once per input shape.
+"""Single-scale inference, and the compiled-call cache every predictor shares.
 
-A segmentation model takes images of any size, but XLA compiles for static
-shapes. :class:`CompiledCall` makes that explicit: with ``jit_compile=True``
-it keeps one ``tf.function(jit_compile=True)`` per input shape, each with a
-fixed input signature, so one shape means exactly one trace and one XLA
-compilation, and ``traces`` shows what was compiled. Without XLA (the better
-choice on CPU, where XLA is no faster) a single shape-relaxed ``tf.function``
-serves every size.
+A model takes images of any size, but XLA compiles for static shapes.
+:class:`CompiledCall` makes that explicit: with ``jit_compile=True`` (or
+``static_shapes=True``) it keeps one ``tf.function`` per input shape, each
+with a fixed input signature, so one shape means exactly one trace (and one
+XLA compilation), and ``traces`` shows what was compiled. Otherwise (the
+better choice for a semantic model on a CPU, where XLA is no faster) a single
+shape-relaxed ``tf.function`` serves every size.
 """
 
 import collections
 
 import tensorflow as tf
 
-
-def gpu_present():
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def resolve_jit(jit_compile):
-    """``None`` means XLA when a GPU is present (XLA gives no speed-up on CPU)."""
-    return gpu_present() if jit_compile is None else bool(jit_compile)
+from kseg.ops.runtime import resolve_jit
 
 
 def normalized_images(images, ranks=(3, 4), what="images"):
@@ -52,12 +45,20 @@ class CompiledCall:
 
     Args:
         fn: a function of one float32 tensor, e.g. a model call.
-        jit_compile: True for XLA, False for a plain graph, None for XLA when a GPU is present.
+        jit_compile: True for XLA, False for a plain graph, None for XLA on GPUs and TPUs.
+        static_shapes: trace once per input shape even without XLA (models
+            that size buffers from static shapes: Mask R-CNN).
+
+    Example:
+        >>> call = CompiledCall(lambda x: 2.0 * x, jit_compile=False)
+        >>> float(call(tf.ones([1, 2, 2, 3]))[0, 0, 0, 0])
+        2.0
     """
 
-    def __init__(self, fn, jit_compile=True):
+    def __init__(self, fn, jit_compile=True, static_shapes=False):
         self._fn = fn
         self.jit_compile = resolve_jit(jit_compile)
+        self.static_shapes = bool(static_shapes) or self.jit_compile
         self.traces = collections.Counter()  # input shape at trace time -> number of traces
         self._by_shape = {}
         self._relaxed = tf.function(self._traced, reduce_retracing=True)
@@ -72,13 +73,13 @@ class CompiledCall:
 
     def __call__(self, x):
         x = tf.convert_to_tensor(x, tf.float32)
-        if not self.jit_compile:
+        if not self.static_shapes:
             return self._relaxed(x)
         shape = tuple(x.shape)
         function = self._by_shape.get(shape)
         if function is None:
             spec = tf.TensorSpec(shape, tf.float32)
-            function = tf.function(self._traced, jit_compile=True, input_signature=[spec])
+            function = tf.function(self._traced, jit_compile=self.jit_compile, input_signature=[spec])
             self._by_shape[shape] = function
         return function(x)
 

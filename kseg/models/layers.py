@@ -5,6 +5,8 @@ pixel at the bottom/right for strided windows. These builders pad explicitly
 whenever the two would differ.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -13,6 +15,30 @@ from kseg.ops.conv import conv2d_3x3, fast_convolutions_enabled
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
 BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(dtype):
+    """Build layers under the dtype policy ``dtype`` (a name or policy; None: the global one).
+
+    A functional model's layers take the policy in force when they are made,
+    so a model rebuilt from its config (``from_config``, ``.keras``) is built
+    under the policy it recorded, whatever the global policy is then.
+    """
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras.dtype_policies.get(dtype))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def policy_name(layer):
+    """The name of ``layer``'s dtype policy, for configs (``float32``, ``mixed_bfloat16``)."""
+    return layer.dtype_policy.name
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -1,224 +1,268 @@
-"""``kseg.models.get`` and ``kseg.models.list_models``."""
+"""``kseg.models.get``, ``list_models`` and ``build``: every preset of both tasks through one door."""
 
-import difflib
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from kseg.models.backbones import ResNetV1Backbone, WideResNet38Backbone, resnet_v1
-from kseg.models.segmentation import SemanticSegmenter
-from kseg.models.zoo import METHOD_HEADS, SEMANTIC_ZOO
+import keras
 
-# GluonCV's segmentation scripts name backbones without the variant; they mean v1s.
-_SHORT_BACKBONES = {"wideresnet": "wideresnet38"}
-_DATASET_SUFFIX = {"ade20k": "ade", "pascal_voc": "voc", "pascal_aug": "voc", "coco": "coco", "citys": "citys"}
+from kseg.models.builders import BUILDERS, CONVERTER_OF_TASK, METHOD_HEADS, build_backbone, canonical_backbone
+from kseg.models.loading import load_weights, weight_variants
+from kseg.models.segmentation import SemanticSegmenter, default_semantic_metadata
+from kseg.presets import PRESETS, ZOO_SUFFIX, ModelMetadata, Preset, get_preset, list_presets, numbered_classes
+from kseg.weights.download import fetch_pretrained
 
-
-def list_models(task=None):
-    """Zoo names in the zoo tables' order: ``task`` "semantic" (15), "instance" (the 6 Mask R-CNN) or None (all)."""
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
-
-    if task not in (None, "semantic", "instance"):
-        raise ValueError(f"task must be 'semantic', 'instance' or None, got {task!r}")
-    names = [] if task == "instance" else list(SEMANTIC_ZOO)
-    return names + ([] if task == "semantic" else list(MASK_RCNN_ZOO))
+_CLASS_OPTIONS = ("num_classes", "classes")
 
 
-def get_entry(name):
-    """The :class:`ZooEntry` for ``name``; an unknown name lists the closest ones."""
-    if name in SEMANTIC_ZOO:
-        return SEMANTIC_ZOO[name]
-    close = difflib.get_close_matches(str(name), list_models(), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(f"Unknown model {name!r}.{hint} See kseg.models.list_models() for all of them.")
+def list_models(task: str | None = None) -> list[str]:
+    """Every preset name, or one task's: ``"semantic"`` (15), ``"instance"`` (6 Mask R-CNN), ``"backbone"`` (10).
+
+    Example:
+        >>> import kseg
+        >>> kseg.models.list_models("semantic")[:2]
+        ['fcn_resnet50_ade', 'fcn_resnet101_ade']
+    """
+    return list_presets(task)
 
 
-def build_backbone(backbone, output_stride=8, sync_bn=False):
-    """A dilated backbone by GluonCV name (``resnet101_v1s``, ``wideresnet38``)."""
-    if backbone == "wideresnet38":
-        if output_stride != 8:
-            raise ValueError("wideresnet38 supports output_stride=8 only")
-        return WideResNet38Backbone(dilated=True, sync_bn=sync_bn, name="backbone")
-    return resnet_v1(backbone, output_stride=output_stride, sync_bn=sync_bn, name="backbone")
+def get_entry(name: str) -> Preset:
+    """The :class:`kseg.presets.Preset` called ``name`` (also ``kseg.presets.get_preset``)."""
+    return get_preset(name)
 
 
-def canonical_backbone(backbone):
-    """GluonCV's script names (``resnet101``, ``wideresnet``) -> kseg's (``resnet101_v1s``, ``wideresnet38``)."""
-    backbone = _SHORT_BACKBONES.get(backbone, backbone)
-    if backbone.startswith("resnet") and "_v1" not in backbone:
-        backbone += "_v1s"
-    return backbone
+def _check_classes(preset: Preset, num_classes, classes) -> tuple[str, ...] | None:
+    """The class names asked for, or None for the preset's own."""
+    if classes is not None:
+        if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
+            raise TypeError(f"classes must be a non-empty list of class names, got {classes!r}")
+        names = tuple(classes)
+        if not all(isinstance(c, str) and c for c in names) or len(set(names)) != len(names):
+            raise ValueError(f"classes must be distinct non-empty strings, got {list(names)}")
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"num_classes={num_classes!r} but {len(names)} class names are given")
+        return None if names == preset.classes else names
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    return None if num_classes == preset.num_classes else numbered_classes(num_classes)
 
 
-def zoo_name(method, backbone, dataset):
+def _check_options(preset: Preset, options: dict) -> None:
+    builder = BUILDERS[preset.builder]
+    accepted = set(builder.options) | (set(_CLASS_OPTIONS) if preset.classes is not None else set())
+    refused = [key for key in options if key not in accepted]
+    if refused:
+        takes = ", ".join(sorted(accepted)) or "none of them"
+        raise ValueError(
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {preset.name} "
+            f"(task: {preset.task.replace('_', ' ')}); its options: {takes}"
+        )
+
+
+def get(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
+    aux: bool | None = None,
+    output_stride: int | None = None,
+    sync_bn: bool | None = None,
+    strict: bool = False,
+) -> keras.Model:
+    """Build a published model by its GluonCV name, for any task.
+
+    Args:
+        name: a name from :func:`list_models`, e.g. ``"deeplab_resnet101_voc"``,
+            ``"mask_rcnn_fpn_resnet50_v1b_coco"`` or ``"resnet101_v1s"``.
+        weights: None or ``"none"`` (random initialisation), ``"pretrained"`` (GluonCV's
+            published file: from ``$KSEG_HOME``, else downloaded, SHA-1
+            checked and converted once; see :mod:`kseg.weights.download`), or a
+            path to a GluonCV ``.params`` file or a kseg ``.weights.h5`` file.
+        num_classes, classes: other classes than the preset's (fine-tuning):
+            their number, or their names. Every weight but the class layers is
+            loaded; the class layers start afresh.
+        aux: semantic models: add the auxiliary FCN head (training). Default off.
+        output_stride: semantic models and backbones: 8 as published (32 for
+            the ImageNet backbones); 16 trades accuracy for speed.
+        sync_bn: semantic models and backbones: synchronized BatchNormalization.
+        strict: refuse weights that leave any layer untrained (inference).
+
+    An option that does not apply to the model is refused, never ignored.
+    The model carries its :class:`kseg.presets.ModelMetadata` as ``model.metadata``.
+
+    Example:
+        >>> import kseg
+        >>> model = kseg.models.get("fcn_resnet50_ade")            # random weights
+        >>> model.metadata.classes[:2]
+        ('wall', 'building, edifice')
+        >>> tuned = kseg.models.get("psp_resnet101_ade", weights="pretrained", classes=["road", "car"], aux=True)
+    """
+    preset = get_preset(name)
+    options = {"aux": aux, "output_stride": output_stride, "sync_bn": sync_bn}
+    options = {key: value for key, value in options.items() if value is not None}
+    asked = {"num_classes": num_classes, "classes": classes}
+    _check_options(preset, {**options, **{key: value for key, value in asked.items() if value is not None}})
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    other_classes = _check_classes(preset, num_classes, classes) if preset.classes is not None else None
+    metadata = preset.model_metadata()
+    if other_classes is not None:
+        metadata = metadata.with_classes(other_classes)
+
+    if weights is not None and isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    if strict and other_classes is not None and weights is not None and not str(weights).endswith(".weights.h5"):
+        source = "GluonCV's published weights" if weights == "pretrained" else str(weights)
+        raise ValueError(
+            f"{name} predicts its {preset.num_classes} {preset.dataset} classes, but {len(other_classes)} are asked "
+            f"for: {source} would leave the class layers untrained. Use the model's own data set "
+            f"({preset.dataset}), or a fine-tuned {len(other_classes)}-class .weights.h5"
+        )
+    builder = BUILDERS[preset.builder]
+    model = builder.build(preset.architecture, metadata, preset.name, **options)
+    if weights is None:
+        return model
+    if isinstance(weights, str) and weights == "pretrained":
+        weights = pretrained_weights(preset.name)
+    load_weights(
+        model,
+        weights,
+        preset.weights.converter,
+        variants=weight_variants(model),
+        skip_class_layers=other_classes is not None,
+        strict=strict,
+    )
+    return model
+
+
+def build_published(preset: Preset) -> keras.Model:
+    """The model exactly as published (the preset's architecture: its classes, auxiliary head where GluonCV has one)."""
+    return BUILDERS[preset.builder].build(preset.architecture, preset.model_metadata(), preset.name, published=True)
+
+
+def _convert(preset: Preset, params, out) -> None:
+    model = build_published(preset)
+    load_weights(model, params, preset.weights.converter)
+    model.save_weights(out)
+
+
+def convert(name: str, params, out, verify: bool = False) -> keras.Model:
+    """GluonCV's ``.params`` of preset ``name`` -> a kseg ``.weights.h5`` (written atomically); returns the model.
+
+    The output holds the model as published (with its auxiliary head where
+    GluonCV's file has one). ``verify`` checks the file's SHA-1 against the preset.
+
+    Example:
+        >>> kseg.models.convert("deeplab_resnet101_voc", "deeplab_resnet101_voc-311ed22c.params",
+        ...                     "deeplab_resnet101_voc.weights.h5", verify=True)
+    """
+    from kseg.utils.io import atomic_path
+    from kseg.weights.download import sha1_of
+
+    preset = get_preset(name)
+    params, out = Path(params), Path(out)
+    if not out.name.endswith(".weights.h5"):
+        raise ValueError(f"the output must end in .weights.h5 (Keras' weights format), got {out}")
+    if not params.is_file():
+        raise FileNotFoundError(f"GluonCV file not found: {params}")
+    if verify:
+        actual = sha1_of(params)
+        if actual != preset.weights.sha1:
+            raise ValueError(
+                f"SHA-1 mismatch for {params}: {actual}, but GluonCV's {preset.weights.gluoncv_file} "
+                f"has {preset.weights.sha1}"
+            )
+    model = build_published(preset)
+    load_weights(model, params, preset.weights.converter)
+    with atomic_path(out, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    return model
+
+
+def zoo_name(method: str, backbone: str, dataset: str) -> str:
     """The zoo name GluonCV's test.py forms from ``--model/--backbone/--dataset``."""
-    if dataset not in _DATASET_SUFFIX:
-        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {', '.join(_DATASET_SUFFIX)}")
-    return f"{method}_{backbone}_{_DATASET_SUFFIX[dataset]}"
+    if dataset not in ZOO_SUFFIX:
+        raise ValueError(f"Unknown dataset {dataset!r}; expected one of {', '.join(ZOO_SUFFIX)}")
+    return f"{method}_{backbone}_{ZOO_SUFFIX[dataset]}"
 
 
-def build(method, backbone, num_classes, aux=False, output_stride=8, sync_bn=False, name=None):
-    """A semantic model outside the zoo table, e.g. ``build("psp", "resnet18_v1b", 19)``.
+def build(
+    method: str,
+    backbone: str,
+    num_classes: int,
+    aux: bool = False,
+    output_stride: int = 8,
+    sync_bn: bool = False,
+    name: str | None = None,
+    metadata: ModelMetadata | None = None,
+) -> SemanticSegmenter:
+    """A semantic model outside the presets, e.g. ``build("psp", "resnet18_v1b", 19)``; weights start random.
 
     ``method`` is GluonCV's (fcn, psp, deeplab, deeplab_v3b_plus) and ``backbone``
-    a kseg or GluonCV backbone name. Weights start random.
+    a kseg or GluonCV backbone name.
+
+    Example:
+        >>> model = kseg.models.build("fcn", "resnet18_v1b", num_classes=19)
+        >>> model.metadata.preprocessing.resize.crop_size
+        480
     """
-    if method not in METHOD_HEADS:
-        close = difflib.get_close_matches(str(method), METHOD_HEADS, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown method {method!r}.{hint} Methods: {', '.join(METHOD_HEADS)}")
+    from kseg.models.builders import check_method
+
+    method = check_method(method)
     backbone = canonical_backbone(backbone)
     return SemanticSegmenter(
         build_backbone(backbone, output_stride, sync_bn),
         head=METHOD_HEADS[method],
-        num_classes=int(num_classes),
+        num_classes=num_classes,
         aux=aux,
         sync_bn=sync_bn,
+        metadata=metadata,
         name=name or f"{method}_{backbone}",
     )
 
 
-def get(name, weights=None, num_classes=None, aux=False, output_stride=8, sync_bn=False):
-    """Build a zoo model by its GluonCV name.
+def metadata_of(model: keras.Model) -> ModelMetadata:
+    """``model.metadata``; for a plain Keras semantic model (no kseg metadata), numbered classes and 520/480.
 
-    Args:
-        name: a name from :func:`list_models`, e.g. ``"deeplab_resnet101_voc"``.
-        weights: None (random initialisation), ``"pretrained"`` (GluonCV's
-            published file: from ``$KSEG_HOME``, else downloaded, SHA-1
-            checked and converted once; see ``kseg.weights.download``), or a
-            path to a GluonCV ``.params`` file or a kseg ``.weights.h5`` file.
-        num_classes: None for the entry's classes; another number keeps every
-            weight but the class layers, which start afresh (fine-tuning).
-        aux: add the auxiliary head (training).
-        output_stride: 8 as published; 16 trades accuracy for speed.
-        sync_bn: synchronized BatchNormalization (multi-replica training).
+    Example:
+        >>> kseg.models.metadata_of(kseg.models.get("fcn_resnet50_ade")).num_classes
+        150
     """
-    from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO
-
-    if name in MASK_RCNN_ZOO:
-        if num_classes is not None or aux:
-            raise ValueError(f"{name}: num_classes and aux apply to the semantic models only")
-        return _get_mask_rcnn(MASK_RCNN_ZOO[name], weights)
-    entry = get_entry(name)
-    classes = entry.num_classes if num_classes is None else int(num_classes)
-    if aux and not entry.aux:
-        raise ValueError(f"{name} has no auxiliary head (aux must be False)")
-
-    def build_entry(num, with_aux):
-        return build(entry.method, entry.backbone, num, with_aux, output_stride, sync_bn, name=name)
-
-    model = build_entry(classes, aux)
-    if weights is None:
-        return model
-    if weights == "pretrained":
-        weights = _cached_weights(entry)
-    load_weights(
-        model,
-        weights,
-        build_full=lambda: build_entry(entry.num_classes, entry.aux),
-        skip_classifier=classes != entry.num_classes,
-    )
-    return model
+    metadata = getattr(model, "metadata", None)
+    if isinstance(metadata, ModelMetadata):
+        return metadata
+    shape = model.output_shape
+    return default_semantic_metadata(int((shape["logits"] if isinstance(shape, dict) else shape)[-1]))
 
 
-def _get_mask_rcnn(config, weights):
-    """A Mask R-CNN zoo model with ``weights`` (None, "pretrained", a GluonCV ``.params`` or a ``.weights.h5``)."""
-    from kseg.models.mask_rcnn import MaskRCNN
-    from kseg.weights.gluoncv_rcnn import load_gluoncv_rcnn_params
-
-    model = MaskRCNN(config)
-    if weights is None:
-        return model
-    if weights == "pretrained":
-        from kseg.weights.download import fetch_pretrained
-
-        def convert(entry, params_path, out_path):
-            converted = MaskRCNN(entry)
-            load_gluoncv_rcnn_params(converted, params_path)
-            converted.save_weights(out_path)
-
-        weights = fetch_pretrained(config, convert=convert)
-    path = Path(os.fspath(weights))
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file not found: {path}")
-    if path.name.endswith(".weights.h5"):
-        model.load_weights(path)
-    else:
-        load_gluoncv_rcnn_params(model, path)
-    return model
+def pretrained_weights(name: str) -> Path:
+    """The converted ``.weights.h5`` of preset ``name`` in ``$KSEG_HOME``: fetched, checked and converted once."""
+    preset = get_preset(name)
+    return fetch_pretrained(preset.weights, convert=lambda source, params, out: _convert(preset, params, out))
 
 
-def load_weights(model, weights, build_full=None, skip_classifier=False, strict=False):
-    """Load a GluonCV ``.params`` or kseg ``.weights.h5`` file into ``model``.
+def load_model_weights(model: keras.Model, weights, strict: bool = False) -> list[str]:
+    """Load weights into a built kseg model (fine-tuning, resuming, models outside the presets).
 
-    ``build_full`` builds the model the file was saved from when that may
-    differ (aux head, other classes); its matching weights are transferred,
-    and with ``strict`` every weight of ``model`` must be among them.
-    ``skip_classifier`` leaves the class layers of a ``.params`` file out.
+    ``weights`` is a preset name (its published weights, e.g. the COCO model a
+    VOC recipe starts from), a GluonCV ``.params`` (by the model's task's
+    converter) or a ``.weights.h5`` saved from the model or a variant of it
+    (with or without the auxiliary head, the preset's classes). Layers the
+    source lacks (other classes) keep their initialisation and are returned;
+    ``strict`` refuses that.
+
+    Example:
+        >>> model = kseg.models.build("fcn", "resnet101_v1s", num_classes=21, aux=True)
+        >>> kseg.models.load_model_weights(model, "fcn_resnet101_coco")   # GluonCV's COCO weights
+        []
     """
-    path = Path(os.fspath(weights))
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file not found: {path}")
-    if path.name.endswith(".weights.h5"):
-        _load_keras_weights(model, path, build_full, strict)
-    else:
-        from kseg.weights.gluoncv import load_gluoncv_params
-
-        load_gluoncv_params(model, path, skip_classifier=skip_classifier)
-
-
-def _load_keras_weights(model, path, build_full, strict=False):
-    """Load a ``.weights.h5`` saved from this model or from the full zoo model."""
-    from kseg.weights.transfer import transfer_weights
-
-    try:
-        quiet_load_weights(model, path)
-        return
-    except Exception as direct_error:  # noqa: BLE001 - retried below, reported if both fail
-        if build_full is None:
-            raise ValueError(f"{path} does not hold weights for {model.name}: {direct_error}") from direct_error
-        full = build_full()
-        try:
-            full.load_weights(path)
-        except Exception as full_error:  # noqa: BLE001
-            raise ValueError(
-                f"{path} does not hold weights for {model.name} "
-                f"(as built: {direct_error}; as the full zoo model: {full_error})"
-            ) from full_error
-    skipped = transfer_weights(full, model)
-    if strict and skipped:
-        raise ValueError(f"{path} does not hold weights for {model.name}: it lacks {', '.join(skipped)}")
-
-
-def quiet_load_weights(model, path):
-    """``model.load_weights(path)``; the warnings Keras gives on its way to a failure are dropped.
-
-    A file from the model with its aux head (or other classes) fails to load
-    directly and is then transferred layer by layer; before raising, Keras
-    warns that layers "will retain their freshly-initialized weights", which
-    is untrue once the transfer has run. Warnings of a load that succeeds are
-    passed on.
-    """
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.load_weights(path)
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
-def kseg_home():
-    return Path(os.environ.get("KSEG_HOME", Path.home() / ".kseg"))
-
-
-def _cached_weights(entry):
-    """The converted file of ``entry`` in ``$KSEG_HOME``, downloaded and converted on first use.
-
-    See :func:`kseg.weights.download.fetch_pretrained` for the order of look-ups.
-    """
-    from kseg.weights.download import fetch_pretrained
-
-    return fetch_pretrained(entry)
-
-
-__all__ = ["ResNetV1Backbone", "SemanticSegmenter", "build", "get", "get_entry", "list_models", "zoo_name"]
+    source = None
+    if isinstance(weights, str) and weights in PRESETS:
+        source, weights = PRESETS[weights], pretrained_weights(weights)
+    converter = CONVERTER_OF_TASK[metadata_of(model).task]
+    return load_weights(model, weights, converter, variants=weight_variants(model, source), strict=strict)

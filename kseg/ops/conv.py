@@ -23,17 +23,17 @@ per call from the (static) shapes and falls back to ``tf.nn.conv2d``.
 :func:`fast_convolutions_enabled` says whether kseg's ``Conv2D`` layers use
 this path: float32, inference, no GPU/TPU (cuDNN and XLA:TPU choose their own
 algorithms) and no distribution strategy; ``KSEG_FAST_CONV=0`` or
-:func:`direct_convolutions` switch it off (SavedModel export does, since
-TF-Serving's stock builds lack XLA).
+:func:`kseg.ops.runtime.stock_tf_ops` switch it off (SavedModel export does,
+since TF-Serving's stock builds lack XLA).
 """
 
-import contextlib
 import functools
 import os
-import threading
 
 import numpy as np
 import tensorflow as tf
+
+from kseg.ops.runtime import accelerator, custom_kernels_allowed
 
 # Winograd F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A.
 _B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -48,35 +48,12 @@ MIN_WINOGRAD_TILES = 512
 # Skip padding taps when they hold at least this share of the products.
 MIN_SKIPPED_SHARE = 0.2
 
-_state = threading.local()
-
-
-@contextlib.contextmanager
-def direct_convolutions():
-    """Within this block (at trace time), kseg's convolutions are plain ``tf.nn.conv2d`` and no op is XLA-compiled."""
-    previous = getattr(_state, "direct", False)
-    _state.direct = True
-    try:
-        yield
-    finally:
-        _state.direct = previous
-
-
-def xla_kernels_allowed():
-    """Whether kseg's XLA-compiled kernels (RoIAlign's gathers) may run: not within :func:`direct_convolutions`."""
-    return not getattr(_state, "direct", False)
-
 
 def fast_convolutions_enabled():
     """Whether kseg's 3x3 ``Conv2D`` layers take :func:`conv2d_3x3` at inference here and now."""
-    if not xla_kernels_allowed() or os.environ.get("KSEG_FAST_CONV", "1") == "0":
+    if not custom_kernels_allowed() or os.environ.get("KSEG_FAST_CONV", "1") == "0":
         return False
-    return not tf.distribute.has_strategy() and not _accelerator_present()
-
-
-@functools.cache
-def _accelerator_present():
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return not tf.distribute.has_strategy() and accelerator() == "cpu"
 
 
 def _combine(coefficients, parts):
@@ -225,7 +202,6 @@ __all__ = [
     "conv2d_3x3",
     "conv2d_3x3_skip_padding",
     "conv2d_3x3_winograd",
-    "direct_convolutions",
     "fast_convolutions_enabled",
     "padding_share",
 ]

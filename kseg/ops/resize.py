@@ -45,3 +45,31 @@ def resize_bilinear_align_corners(images, size):
     cols_right = tf.gather(rows, right, axis=2)
     wx = tf.reshape(wx, [1, 1, -1, 1])
     return cols_left + (cols_right - cols_left) * wx
+
+
+def short_side_size(height, width, short, max_size):
+    """GluonCV's ``resize_short_within`` size rule: ``(new_height, new_width, scale)``.
+
+    The short side goes to ``short`` unless the long side would then pass
+    ``max_size``, which it is held to instead (``gluoncv/data/transforms/image.py``).
+    ``scale`` is GluonCV's ``im_scale``, new height / height. The one rule of
+    the predictors (eager, Python sizes) and the SavedModel (graph tensors).
+    """
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = short / tf.minimum(h, w)
+    scale = tf.where(tf.round(scale * tf.maximum(h, w)) > max_size, max_size / tf.maximum(h, w), scale)
+    new_h, new_w = tf.cast(tf.round(h * scale), tf.int32), tf.cast(tf.round(w * scale), tf.int32)
+    return new_h, new_w, tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
+
+
+def resize_short_side(images, short, max_size):
+    """uint8 ``[B, H, W, 3]`` -> (resized uint8 images, ``im_scale``), as GluonCV's detection test transform.
+
+    Bilinear (half-pixel centres) in float32, rounded back to uint8, as the
+    transform's ``mx.image.imresize`` on uint8 data.
+    """
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    new_h, new_w, scale = short_side_size(shape[1], shape[2], short, max_size)
+    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8), scale

@@ -6,8 +6,8 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+from kseg.ops.runtime import accelerator
+from kseg.training.config import PRECISIONS, STRATEGIES
 
 
 def split_cpu(count):
@@ -85,13 +85,6 @@ def is_chief(strategy):
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
 
 
-def accelerator():
-    """"tpu", "gpu" or "cpu"."""
-    if tf.config.list_logical_devices("TPU"):
-        return "tpu"
-    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-
-
 def resolve_precision(precision="auto"):
     """``auto``: bf16 on TPUs and on GPUs of compute capability 8.0 or more, else float32."""
     if precision not in PRECISIONS:
@@ -106,13 +99,6 @@ def resolve_precision(precision="auto"):
         major, _ = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
         return "mixed_bfloat16" if major >= 8 else "mixed_float16"
     return "float32"
-
-
-def resolve_jit(jit_compile=None):
-    """XLA on GPUs and TPUs; off on CPUs, where it brings no speed and breaks MirroredStrategy."""
-    if jit_compile is not None:
-        return bool(jit_compile)
-    return accelerator() != "cpu"
 
 
 def set_precision(precision):

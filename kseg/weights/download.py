@@ -1,18 +1,20 @@
 """``weights="pretrained"``: find, download, verify and convert GluonCV's published files.
 
-:func:`fetch_pretrained` resolves a zoo entry to a file in ``$KSEG_HOME``
-(default ``~/.kseg``), in this order:
+:func:`fetch_pretrained` resolves a :class:`kseg.presets.WeightsSource` to a
+file in ``$KSEG_HOME`` (default ``~/.kseg``), in this order:
 
 1. ``{name}.weights.h5``, converted earlier: returned as is;
 2. GluonCV's ``{name}-{sha1[:8]}.params`` (or ``{name}.params``) put there by
    hand: its SHA-1 is checked, then it is converted;
 3. GluonCV's ``{name}-{sha1[:8]}.zip`` put there by hand: its ``.params`` is
    extracted, checked and converted;
-4. otherwise the zip is downloaded from GluonCV's model store
-   (``$KSEG_MODEL_STORE_URL`` overrides the base URL), then as 3.
+4. otherwise the zip is downloaded from ``source.url`` (GluonCV's model store;
+   ``$KSEG_MODEL_STORE_URL`` overrides the base URL), then as 3.
 
-The ``.params`` stays next to the converted ``.weights.h5``. The whole fetch
-runs under an exclusive lock (``$KSEG_HOME/.{name}.lock``), so a second process
+The caller supplies the conversion (``convert(source, params_path, out_path)``):
+building the model is the model registry's business, not this module's. The
+``.params`` stays next to the converted ``.weights.h5``. The whole fetch runs
+under an exclusive lock (``$KSEG_HOME/.{name}.lock``), so a second process
 waits and then finds the converted file. Every file is written to a dot-named
 temporary file in ``$KSEG_HOME`` and renamed when complete and verified; after
 any failure nothing half-written remains (lock files, dot-named, may).
@@ -32,10 +34,10 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from kseg.models.zoo import GLUONCV_STORE_URL
+from kseg.presets.schema import STORE_URL_ENV
 from kseg.utils.io import atomic_path
+from kseg.utils.paths import kseg_home
 
-STORE_URL_ENV = "KSEG_MODEL_STORE_URL"
 CHUNK_SIZE = 1 << 20
 TIMEOUT_S = 60
 
@@ -52,22 +54,6 @@ class WeightsUnavailableError(DownloadError, FileNotFoundError):
     """
 
 
-def store_url():
-    """The model store's base URL, ending in ``/``: ``$KSEG_MODEL_STORE_URL`` or GluonCV's."""
-    base = os.environ.get(STORE_URL_ENV) or GLUONCV_STORE_URL
-    return base if base.endswith("/") else base + "/"
-
-
-def zip_name(entry):
-    """GluonCV's archive name, ``{name}-{sha1[:8]}.zip``."""
-    return f"{entry.name}-{entry.sha1[:8]}.zip"
-
-
-def model_url(entry, base=None):
-    """Where the store serves ``entry``: ``{base}gluon/models/{name}-{sha1[:8]}.zip`` (as ``ZooEntry.url``)."""
-    return f"{base or store_url()}gluon/models/{zip_name(entry)}"
-
-
 def sha1_of(path, chunk=CHUNK_SIZE):
     digest = hashlib.sha1()
     with open(path, "rb") as f:
@@ -76,113 +62,99 @@ def sha1_of(path, chunk=CHUNK_SIZE):
     return digest.hexdigest()
 
 
-def convert_to_keras(entry, params_path, out_path):
-    """Build ``entry``'s full model (with its aux head where GluonCV's file has one),
-    load the GluonCV file and save it as Keras weights at ``out_path`` (``.weights.h5``)."""
-    from kseg.models.registry import build, load_weights
-
-    model = build(entry.method, entry.backbone, entry.num_classes, aux=entry.aux, name=entry.name)
-    load_weights(model, params_path)
-    model.save_weights(out_path)
-
-
-def fetch_pretrained(entry, progress=True, convert=None, home=None):
-    """The converted ``.weights.h5`` of ``entry`` in ``home`` (default ``$KSEG_HOME``).
+def fetch_pretrained(source, convert, progress=True, home=None):
+    """The converted ``.weights.h5`` of ``source`` in ``home`` (default :func:`kseg.utils.kseg_home`).
 
     Args:
-        entry: a :class:`kseg.models.zoo.ZooEntry` (``name``, ``sha1``,
-            ``gluoncv_file`` and, for the default converter, the model fields).
+        source: a :class:`kseg.presets.WeightsSource` (``name``, ``sha1``,
+            ``gluoncv_file``, ``archive``, ``url``).
+        convert: ``convert(source, params_path, out_path)`` writes the Keras
+            weights file at ``out_path``.
         progress: show a progress bar while downloading.
-        convert: ``convert(entry, params_path, out_path)`` writes the Keras
-            file; default :func:`convert_to_keras`.
-        home: the cache folder; default ``kseg.models.registry.kseg_home()``.
+        home: the cache folder.
 
     Raises:
         WeightsUnavailableError: offline or the store refused (says what to
             download from where, and where to put it).
         DownloadError: a corrupt, truncated or unsafe download or local file.
     """
-    if home is None:
-        from kseg.models.registry import kseg_home
-
-        home = kseg_home()
-    home = Path(os.fspath(home))
-    converted = home / f"{entry.name}.weights.h5"
+    home = Path(os.fspath(home)) if home is not None else kseg_home()
+    converted = home / f"{source.name}.weights.h5"
     if converted.is_file():
         return converted
     home.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(home / f".{entry.name}.lock", entry.name):
+    with _exclusive_lock(home / f".{source.name}.lock", source.name):
         if converted.is_file():  # another process finished while we waited
             return converted
-        _remove_stale_temporaries(entry, home)
-        params = _local_params(entry, home, progress)
+        _remove_stale_temporaries(source, home)
+        params = _local_params(source, home, progress)
         with atomic_path(converted, suffix=".weights.h5") as tmp:
-            (convert or convert_to_keras)(entry, params, tmp)
+            convert(source, params, tmp)
             if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
-                raise DownloadError(f"Converting {params} for {entry.name} wrote nothing")
+                raise DownloadError(f"Converting {params} for {source.name} wrote nothing")
     return converted
 
 
-def fetch_params(entry, progress=True, home=None):
-    """GluonCV's ``.params`` of ``entry`` (anything with ``name``, ``sha1``, ``gluoncv_file``), SHA-1 checked.
+def fetch_params(source, progress=True, home=None):
+    """GluonCV's ``.params`` of ``source`` (a :class:`kseg.presets.WeightsSource`), SHA-1 checked.
 
     The same search and download as :func:`fetch_pretrained`, without the
     conversion: ImageNet backbones for ``--pretrained-backbone`` use it.
     """
-    if home is None:
-        from kseg.models.registry import kseg_home
-
-        home = kseg_home()
-    home = Path(os.fspath(home))
+    home = Path(os.fspath(home)) if home is not None else kseg_home()
     home.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(home / f".{entry.name}.lock", entry.name):
-        _remove_stale_temporaries(entry, home)
-        return _local_params(entry, home, progress)
+    with _exclusive_lock(home / f".{source.name}.lock", source.name):
+        _remove_stale_temporaries(source, home)
+        return _local_params(source, home, progress)
 
 
-def _remove_stale_temporaries(entry, home):
-    """Temporary files of ``entry`` left by a killed process (only the lock holder writes them)."""
-    patterns = (f".{zip_name(entry)}.*.part", f".{entry.gluoncv_file}.*.part", f".{entry.name}.weights.h5.*.weights.h5")
+def _remove_stale_temporaries(source, home):
+    """Temporary files of ``source`` left by a killed process (only the lock holder writes them)."""
+    patterns = (
+        f".{source.archive}.*.part",
+        f".{source.gluoncv_file}.*.part",
+        f".{source.name}.weights.h5.*.weights.h5",
+    )
     for pattern in patterns:
         for stale in home.glob(pattern):
             with contextlib.suppress(OSError):
                 stale.unlink()
 
 
-def _local_params(entry, home, progress):
-    """A verified GluonCV ``.params`` of ``entry`` in ``home``: found, extracted or downloaded."""
-    params = home / entry.gluoncv_file
-    for candidate in (params, home / f"{entry.name}.params"):
+def _local_params(source, home, progress):
+    """A verified GluonCV ``.params`` of ``source`` in ``home``: found, extracted or downloaded."""
+    params = home / source.gluoncv_file
+    for candidate in (params, home / f"{source.name}.params"):
         if candidate.is_file():
             actual = sha1_of(candidate)
-            if actual != entry.sha1:
+            if actual != source.sha1:
                 raise DownloadError(
-                    f"SHA-1 mismatch for {candidate}: expected {entry.sha1} (GluonCV's {entry.gluoncv_file}), "
+                    f"SHA-1 mismatch for {candidate}: expected {source.sha1} (GluonCV's {source.gluoncv_file}), "
                     f"got {actual}. The file is corrupt or for another model: delete it (kseg will then "
                     f"download the right one) or load it anyway with weights=PATH."
                 )
             return candidate
-    archive = home / zip_name(entry)
+    archive = home / source.archive
     if archive.is_file():
-        _extract_params(archive, entry, params, source=str(archive))
+        _extract_params(archive, source, params, origin=str(archive))
         return params
-    url = model_url(entry)
-    with _download(url, entry, home, progress) as downloaded:
-        _extract_params(downloaded, entry, params, source=url)
+    url = source.url
+    with _download(url, source, home, progress) as downloaded:
+        _extract_params(downloaded, source, params, origin=url)
     return params
 
 
-def _placement_hint(entry, url, home):
+def _placement_hint(source, url, home):
     return (
-        f"Download {url} and place it, or the {entry.gluoncv_file} inside it (SHA-1 {entry.sha1}), in {home}; "
+        f"Download {url} and place it, or the {source.gluoncv_file} inside it (SHA-1 {source.sha1}), in {home}; "
         f"set ${STORE_URL_ENV} to use a mirror, or pass weights=PATH."
     )
 
 
 @contextlib.contextmanager
-def _download(url, entry, home, progress):
+def _download(url, source, home, progress):
     """Stream ``url`` into a dot-named temporary file in ``home``; yield its path, remove it afterwards."""
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=f".{zip_name(entry)}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=f".{source.archive}.", suffix=".part")
     received = 0
     try:
         with os.fdopen(fd, "wb") as out:
@@ -199,23 +171,23 @@ def _download(url, entry, home, progress):
                             bar.update(received)
             except urllib.error.HTTPError as error:
                 raise WeightsUnavailableError(
-                    f"Could not download pretrained weights for {entry.name}: HTTP {error.code} {error.reason} "
-                    f"from {url}. {_placement_hint(entry, url, home)}"
+                    f"Could not download pretrained weights for {source.name}: HTTP {error.code} {error.reason} "
+                    f"from {url}. {_placement_hint(source, url, home)}"
                 ) from error
             except urllib.error.URLError as error:
                 raise WeightsUnavailableError(
-                    f"Could not download pretrained weights for {entry.name} (offline? {error.reason}). "
-                    f"{_placement_hint(entry, url, home)}"
+                    f"Could not download pretrained weights for {source.name} (offline? {error.reason}). "
+                    f"{_placement_hint(source, url, home)}"
                 ) from error
             except (OSError, http.client.HTTPException) as error:
                 raise DownloadError(
                     f"Download of {url} failed after {received} bytes ({type(error).__name__}: {error}); "
-                    f"nothing was kept. Try again, or: {_placement_hint(entry, url, home)}"
+                    f"nothing was kept. Try again, or: {_placement_hint(source, url, home)}"
                 ) from error
         if total is not None and received < total:
             raise DownloadError(
                 f"Truncated download of {url}: got {received} of {total} bytes; nothing was kept. "
-                f"Try again, or: {_placement_hint(entry, url, home)}"
+                f"Try again, or: {_placement_hint(source, url, home)}"
             )
         yield tmp
     finally:
@@ -241,8 +213,8 @@ def _unsafe_reason(member):
     return None
 
 
-def _extract_params(archive_path, entry, dest, source):
-    """Extract ``entry.gluoncv_file`` from the zip at ``archive_path`` to ``dest``, SHA-1 checked, atomically.
+def _extract_params(archive_path, source, dest, origin):
+    """Extract ``source.gluoncv_file`` from the zip at ``archive_path`` to ``dest``, SHA-1 checked, atomically.
 
     Any member with an absolute path, a ``..`` component or a symlink makes the
     whole archive rejected; only the expected ``.params`` member is extracted.
@@ -253,27 +225,27 @@ def _extract_params(archive_path, entry, dest, source):
             for member in members:
                 reason = _unsafe_reason(member)
                 if reason:
-                    raise DownloadError(f"Refusing to unpack {source}: member {member.filename!r} {reason}")
-            matches = [m for m in members if not m.is_dir() and m.filename == entry.gluoncv_file]
+                    raise DownloadError(f"Refusing to unpack {origin}: member {member.filename!r} {reason}")
+            matches = [m for m in members if not m.is_dir() and m.filename == source.gluoncv_file]
             matches = matches or [
-                m for m in members if not m.is_dir() and PurePosixPath(m.filename).name == entry.gluoncv_file
+                m for m in members if not m.is_dir() and PurePosixPath(m.filename).name == source.gluoncv_file
             ]
             if len(matches) != 1:
                 found = ", ".join(repr(m.filename) for m in members[:10]) or "nothing"
-                raise DownloadError(f"{source} should hold one {entry.gluoncv_file}; it holds {found}")
+                raise DownloadError(f"{origin} should hold one {source.gluoncv_file}; it holds {found}")
             with atomic_path(dest, suffix=".part") as tmp:
                 digest = hashlib.sha1()
                 with archive.open(matches[0]) as src, open(tmp, "wb") as out:
                     while block := src.read(CHUNK_SIZE):
                         digest.update(block)
                         out.write(block)
-                if digest.hexdigest() != entry.sha1:
+                if digest.hexdigest() != source.sha1:
                     raise DownloadError(
-                        f"SHA-1 mismatch for {entry.gluoncv_file} from {source}: expected {entry.sha1}, "
+                        f"SHA-1 mismatch for {source.gluoncv_file} from {origin}: expected {source.sha1}, "
                         f"got {digest.hexdigest()}. The file is corrupt or not GluonCV's; nothing was kept."
                     )
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
-        raise DownloadError(f"{source} is not a valid zip archive ({error}); nothing was kept") from error
+        raise DownloadError(f"{origin} is not a valid zip archive ({error}); nothing was kept") from error
 
 
 @contextlib.contextmanager

@@ -1,17 +1,18 @@
-"""GluonCV -> kseg name maps, and loading GluonCV ``.params`` into kseg models.
+"""GluonCV -> kseg name maps of the semantic models and the ImageNet backbones.
 
 Every kseg layer that holds weights has exactly one GluonCV parameter prefix
-(``layer3.5.conv2``, ``head.aspp.concurent.4.gap.1``...). The loader checks the
-whole file before touching the model: a missing, unused or mis-shaped array is
-an error that names it, and GluonCV's arrays are each used exactly once.
+(``layer3.5.conv2``, ``head.aspp.concurent.4.gap.1``...);
+:func:`kseg.weights.loading.load_mapped_arrays` checks the whole file against
+the map before touching the model. The maps read the model's own attributes
+(``head``, ``aux``, the backbone's registered class and ``variant``); nothing
+here imports ``kseg.models``.
 """
 
 import re
 
 import keras
-import numpy as np
 
-from kseg.weights.mxnet_params import read_params
+from kseg.weights.loading import load_mapped_arrays, mapped_arrays, read_arrays
 from kseg.weights.transfer import weighted_layers
 
 # (pattern on the kseg layer name, GluonCV prefix) tried in order.
@@ -96,27 +97,33 @@ def _translate(name, rules):
     return None
 
 
+def _resnet_rules(backbone):
+    deep_stem = backbone.variant != "v1b"
+    avg_down = backbone.variant == "v1d"
+    stem = _RESNET_SEG_RULES[:6] if deep_stem else _RESNET_V1B_STEM_RULES
+    down = _DOWNSAMPLE_AVG_RULES if avg_down else _DOWNSAMPLE_RULES
+    return (*stem, *down, _RESNET_SEG_RULES[6])
+
+
+# By the backbone's registered Keras name, so that the map needs no import of the model classes.
+_BACKBONE_RULES = {
+    "kseg>ResNetV1Backbone": _resnet_rules,
+    "kseg>WideResNet38Backbone": lambda backbone: _WRN38_RULES,
+}
+
+
 def _backbone_rules(backbone):
-    from kseg.models.backbones import ResNetV1Backbone, WideResNet38Backbone
-
-    if isinstance(backbone, ResNetV1Backbone):
-        deep_stem = backbone.variant != "v1b"
-        avg_down = backbone.variant == "v1d"
-        stem = _RESNET_SEG_RULES[:6] if deep_stem else _RESNET_V1B_STEM_RULES
-        down = _DOWNSAMPLE_AVG_RULES if avg_down else _DOWNSAMPLE_RULES
-        return (*stem, *down, _RESNET_SEG_RULES[6])
-    if isinstance(backbone, WideResNet38Backbone):
-        return _WRN38_RULES
-    raise TypeError(f"No GluonCV name map for backbone {type(backbone).__name__}")
+    kind = keras.saving.get_registered_name(type(backbone))
+    if kind not in _BACKBONE_RULES:
+        raise TypeError(f"No GluonCV name map for backbone {type(backbone).__name__}")
+    return _BACKBONE_RULES[kind](backbone)
 
 
-def gluoncv_layer_map(model):
-    """``{kseg layer path: GluonCV prefix}`` for a :class:`SemanticSegmenter`."""
-    backbone_rules = _backbone_rules(model.backbone)
-    head_rules = _HEAD_RULES[model.head]
+def _backbone_map(backbone, prefix=""):
+    """``{kseg layer path: GluonCV prefix}`` of a backbone's layers, paths under ``prefix``."""
+    rules = _backbone_rules(backbone)
     mapping = {}
-    for path, _ in weighted_layers(model):
-        rules = backbone_rules if path.startswith(f"{model.backbone.name}/") else head_rules
+    for path, _ in weighted_layers(backbone, prefix):
         gluon = _translate(path.rsplit("/", 1)[-1], rules)
         if gluon is None:
             raise ValueError(f"No GluonCV name for kseg layer {path!r}")
@@ -124,21 +131,30 @@ def gluoncv_layer_map(model):
     return mapping
 
 
-def _layer_arrays(layer, gluon_prefix):
-    """GluonCV keys of ``layer`` with converters from MXNet layout to Keras'."""
-    if isinstance(layer, keras.layers.BatchNormalization):
-        leaves = ("gamma", "beta", "running_mean", "running_var")
-        return [(f"{gluon_prefix}.{leaf}", np.asarray) for leaf in leaves]
-    if isinstance(layer, keras.layers.Conv2D):
-        keys = [(f"{gluon_prefix}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
-        if layer.use_bias:
-            keys.append((f"{gluon_prefix}.bias", np.asarray))
-        return keys
-    raise TypeError(f"Cannot load GluonCV weights into {type(layer).__name__} {layer.name!r}")
+def gluoncv_layer_map(model):
+    """``{kseg layer path: GluonCV prefix}`` for a :class:`kseg.models.SemanticSegmenter`."""
+    backbone_prefix = f"{model.backbone.name}/"
+    mapping = _backbone_map(model.backbone, backbone_prefix)
+    head_rules = _HEAD_RULES[model.head]
+    for path, _ in weighted_layers(model):
+        if path.startswith(backbone_prefix):
+            continue
+        gluon = _translate(path.rsplit("/", 1)[-1], head_rules)
+        if gluon is None:
+            raise ValueError(f"No GluonCV name for kseg layer {path!r}")
+        mapping[path] = gluon
+    return mapping
 
 
-def load_gluoncv_params(model, source, skip_classifier=False, backbone_only=False):
-    """Load a GluonCV ``.params`` file (path or bytes) into ``model``.
+def _dotted(mapping):
+    return {path: f"{prefix}." for path, prefix in mapping.items()}
+
+
+_HINT = " (is this file for another model or number of classes?)"
+
+
+def load_gluoncv_params(model, source, skip_classifier=False):
+    """Load a GluonCV semantic segmentation ``.params`` file (path, bytes or a dict) into ``model``.
 
     Args:
         model: a :class:`kseg.models.SemanticSegmenter`.
@@ -148,67 +164,36 @@ def load_gluoncv_params(model, source, skip_classifier=False, backbone_only=Fals
 
     GluonCV's zoo files carry the auxiliary head; a model built without it
     leaves ``auxlayer.*`` unused on purpose. Anything else missing, unused or
-    mis-shaped raises ``ValueError`` naming every offending array.
-
-    ``backbone_only`` loads a GluonCV ImageNet classifier of the same backbone
-    (``resnet101_v1s-*.params``): its arrays carry the seg model's backbone
-    names; the ImageNet ``fc`` layer is left out and the heads keep their weights.
+    mis-shaped raises ``ValueError`` naming every offending array. Returns the
+    layers left as they were (the class layers, with ``skip_classifier``).
     """
-    arrays = source if isinstance(source, dict) else read_params(source, strip_prefixes=True)
-    if backbone_only:
-        arrays = {key: value for key, value in arrays.items() if not key.startswith("fc.")}
-    layers = dict(weighted_layers(model))
-    assignments, missing, mismatched, used = {}, [], [], set()
-    skipped = set()
-    for path, gluon_prefix in gluoncv_layer_map(model).items():
-        if backbone_only and not path.startswith(f"{model.backbone.name}/"):
-            continue
-        layer = layers[path]
-        keys = _layer_arrays(layer, gluon_prefix)
-        if skip_classifier and path.rsplit("/", 1)[-1] in CLASSIFIER_LAYERS:
-            skipped.update(key for key, _ in keys)
-            continue
-        values = []
-        for (key, convert), variable in zip(keys, layer.weights, strict=True):
-            if key not in arrays:
-                missing.append(key)
-                continue
-            used.add(key)
-            value = convert(arrays[key])
-            if tuple(value.shape) != tuple(variable.shape):
-                mismatched.append(
-                    f"{key}: GluonCV shape {arrays[key].shape} -> {value.shape}, "
-                    f"kseg {path} expects {tuple(variable.shape)}"
-                )
-            values.append(value)
-        assignments[layer] = values
-    unused = [
-        key
-        for key in arrays
-        if key not in used
-        and key not in skipped
-        and not (key.startswith("auxlayer.") and not getattr(model, "aux", True))
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing array(s): {_preview(missing)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} mis-shaped array(s): {_preview(mismatched)}")
-    if unused:
-        problems.append(f"{len(unused)} unused array(s): {_preview(unused)}")
-    if problems:
-        raise ValueError(
-            f"GluonCV weights do not match {model.name!r} "
-            f"(is this file for another model or number of classes?): " + "; ".join(problems)
-        )
-    for layer, values in assignments.items():
-        layer.set_weights([v.astype(w.dtype, copy=False) for v, w in zip(values, layer.weights, strict=True)])
-    return model
+    mapping = gluoncv_layer_map(model)
+    skip = {path for path in mapping if skip_classifier and path.rsplit("/", 1)[-1] in CLASSIFIER_LAYERS}
+    return load_mapped_arrays(
+        model,
+        read_arrays(source),
+        _dotted(mapping),
+        skip_layers=skip,
+        ignored=lambda key: key.startswith("auxlayer.") and not model.aux,
+        hint=_HINT,
+    )
 
 
-def _preview(items, limit=8):
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+def load_gluoncv_backbone_params(backbone, source):
+    """Load a GluonCV ImageNet classifier (``resnet101_v1s-*.params``) into a ResNet backbone.
+
+    Its arrays carry the segmentation backbones' names; the ImageNet ``fc``
+    layer is left out. ``backbone`` is a backbone model (a
+    :class:`~kseg.models.ResNetV1Backbone`, alone or inside a task model:
+    ``model.backbone``).
+    """
+    return load_mapped_arrays(
+        backbone,
+        read_arrays(source),
+        _dotted(_backbone_map(backbone)),
+        ignored=lambda key: key.startswith("fc."),
+        hint=" (is this the ImageNet file of this backbone?)",
+    )
 
 
 def gluoncv_arrays(model):
@@ -217,11 +202,4 @@ def gluoncv_arrays(model):
     Lets kseg weights go back to GluonCV, and lets tests build GluonCV-style
     files for tiny models.
     """
-    layers = dict(weighted_layers(model))
-    arrays = {}
-    for path, gluon_prefix in gluoncv_layer_map(model).items():
-        layer = layers[path]
-        for (key, _), variable in zip(_layer_arrays(layer, gluon_prefix), layer.weights, strict=True):
-            value = np.asarray(variable.numpy())
-            arrays[key] = np.transpose(value, (3, 2, 0, 1)) if value.ndim == 4 else value
-    return arrays
+    return mapped_arrays(model, _dotted(gluoncv_layer_map(model)))

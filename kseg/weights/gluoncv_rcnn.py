@@ -1,17 +1,17 @@
-"""GluonCV Mask R-CNN ``.params`` <-> kseg, layer by layer (facts §3).
+"""GluonCV Mask R-CNN ``.params`` <-> kseg, layer by layer.
 
-C4 files use attribute paths (``features.4.0.conv1.weight``, ``top_features.0...``);
-FPN files keep the flat Gluon names of their SymbolBlock
-(``features.resnetv1b_layers1_conv0_weight``, ``features.P2_conv_lat_bias``).
-Every array is used exactly once; the saved anchor constants are ignored.
+C4 files use attribute paths (``features.4.0.conv1.weight``, ``top_features.0...``,
+``gluoncv/model_zoo/rcnn/mask_rcnn/mask_rcnn.py``); FPN files keep the flat
+Gluon names of their SymbolBlock (``features.resnetv1b_layers1_conv0_weight``,
+``features.P2_conv_lat_bias``, ``gluoncv/model_zoo/rcnn/rcnn.py``'s
+``FPNFeatureExpander``). The loading itself is
+:func:`kseg.weights.loading.load_mapped_arrays`: every array used exactly once;
+the saved anchor constants are ignored.
 """
 
 import re
 
-import keras
-import numpy as np
-
-from kseg.weights.mxnet_params import read_params
+from kseg.weights.loading import load_mapped_arrays, mapped_arrays, read_arrays
 from kseg.weights.transfer import weighted_layers
 
 _IGNORED = re.compile(r"rpn\.anchor_generator\.")
@@ -75,8 +75,11 @@ def _head(name, config):
     return None
 
 
+CLASS_LAYERS = ("class_predictor", "box_predictor", "mask_logits")
+
+
 def gluoncv_rcnn_layer_map(model):
-    """``{kseg layer path: (GluonCV prefix, separator)}`` for a :class:`kseg.models.mask_rcnn.MaskRCNN`."""
+    """``{kseg layer path: GluonCV key prefix}`` (separator included) for a :class:`kseg.models.mask_rcnn.MaskRCNN`."""
     config = model.config
     mapping = {}
     for path, _ in weighted_layers(model):
@@ -89,51 +92,22 @@ def gluoncv_rcnn_layer_map(model):
         if prefix is None:
             raise ValueError(f"No GluonCV name for kseg layer {path!r}")
         flat = config.fpn and prefix.startswith("features.")
-        mapping[path] = (prefix, "_" if flat else ".")
+        mapping[path] = prefix + ("_" if flat else ".")
     return mapping
 
 
-def _leaves(layer):
-    """GluonCV leaf names and converters (MXNet layout -> Keras) of ``layer``'s weights, in order."""
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [(leaf, np.asarray) for leaf in ("gamma", "beta", "running_mean", "running_var")]
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        kernel = ("weight", lambda w: np.transpose(w, (2, 3, 1, 0)))  # (I, O, kh, kw) -> (kh, kw, O, I)
-    elif isinstance(layer, keras.layers.Conv2D):
-        kernel = ("weight", lambda w: np.transpose(w, (2, 3, 1, 0)))  # (O, I, kh, kw) -> (kh, kw, I, O)
-    elif isinstance(layer, keras.layers.Dense):
-        kernel = ("weight", np.transpose)  # (out, in) -> (in, out); flattened inputs are NCHW already
-    else:
-        raise TypeError(f"Cannot load GluonCV weights into {type(layer).__name__} {layer.name!r}")
-    return [kernel] + ([("bias", np.asarray)] if layer.use_bias else [])
+def load_gluoncv_rcnn_params(model, source, skip_class_layers=False):
+    """Load GluonCV's Mask R-CNN ``.params`` (path, bytes or a name -> array dict) into ``model``.
+
+    ``skip_class_layers`` leaves the class-specific layers (class and box
+    predictors, mask predictor) as they are, for a model of other classes;
+    returns the layers so left.
+    """
+    mapping = gluoncv_rcnn_layer_map(model)
+    skip = {path for path in mapping if skip_class_layers and path.rsplit("/", 1)[-1] in CLASS_LAYERS}
+    return load_mapped_arrays(model, read_arrays(source), mapping, skip_layers=skip, ignored=_IGNORED.match)
 
 
-def load_gluoncv_rcnn_params(model, source):
-    """Load GluonCV's Mask R-CNN ``.params`` (path, bytes or a name -> array dict) into ``model``."""
-    arrays = source if isinstance(source, dict) else read_params(source, strip_prefixes=True)
-    layers = dict(weighted_layers(model))
-    assignments, missing, mismatched, used = {}, [], [], set()
-    for path, (prefix, separator) in gluoncv_rcnn_layer_map(model).items():
-        layer = layers[path]
-        values = []
-        for (leaf, convert), variable in zip(_leaves(layer), layer.weights, strict=True):
-            key = f"{prefix}{separator}{leaf}"
-            if key not in arrays:
-                missing.append(key)
-                continue
-            if key in used:
-                raise ValueError(f"GluonCV array {key} would be used twice (kseg {path})")
-            used.add(key)
-            value = convert(arrays[key])
-            if tuple(value.shape) != tuple(variable.shape):
-                mismatched.append(f"{key}: {arrays[key].shape} -> {value.shape}, kseg {path} {tuple(variable.shape)}")
-            values.append(value)
-        assignments[layer] = values
-    unused = [key for key in arrays if key not in used and not _IGNORED.match(key)]
-    problems = [f"{len(items)} {what}: {', '.join(items[:6])}{' ...' if len(items) > 6 else ''}"
-                for what, items in (("missing", missing), ("mis-shaped", mismatched), ("unused", unused)) if items]
-    if problems:
-        raise ValueError(f"GluonCV weights do not match {model.name!r}: " + "; ".join(problems))
-    for layer, values in assignments.items():
-        layer.set_weights([v.astype(w.dtype, copy=False) for v, w in zip(values, layer.weights, strict=True)])
-    return model
+def gluoncv_rcnn_arrays(model):
+    """The inverse of :func:`load_gluoncv_rcnn_params`: ``{GluonCV key: MXNet-layout array}``."""
+    return mapped_arrays(model, gluoncv_rcnn_layer_map(model))

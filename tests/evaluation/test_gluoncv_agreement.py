@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import kseg
-from kseg.evaluation import IMAGENET_MEAN, IMAGENET_STD, MultiScalePredictor
+from kseg.evaluation import MultiScalePredictor
+from kseg.presets import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = Path(__file__).resolve().parents[2]
 ADE_IMAGES = REPO.parent / "shared" / "realdata" / "ADEChallengeData2016" / "images" / "validation"

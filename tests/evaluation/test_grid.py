@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from kseg.evaluation import chunk_sizes, normalized_black, plan_scale, scaled_size, window_stride
+from kseg.evaluation.grid import normalized_black, plan_scale, scaled_size, window_stride
+from kseg.evaluation.multiscale import chunk_sizes
 
 SIZES = [(512, 683), (364, 500), (300, 400), (200, 150), (170, 260), (480, 480), (1, 7), (1024, 2048), (97, 131)]
 SETTINGS = [(520, 480), (2048, 768), (240, 160), (64, 48), (33, 10)]

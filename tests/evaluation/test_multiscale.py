@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from kseg.evaluation import MultiScalePredictor, normalized_black, pad_bottom_right
+from kseg.evaluation import MultiScalePredictor
+from kseg.evaluation.grid import normalized_black
+from kseg.evaluation.multiscale import pad_bottom_right
 from kseg.models import ResNetV1Backbone, SemanticSegmenter
 from kseg.ops import resize_bilinear_align_corners
 
@@ -158,11 +160,19 @@ def test_one_compilation_per_window_shape(model):
     assert dict(predictor.traces) == {(4, CROP, CROP, 3): 1, (1, CROP, CROP, 3): 1, (2, CROP, CROP, 3): 1}
 
 
-def test_sizes_default_to_the_zoo_entry():
-    citys = MultiScalePredictor(tiny_model(name="psp_resnet101_citys"), jit_compile=False)
+def test_sizes_default_to_the_models_own_metadata():
+    """From the model's metadata, never from its name: a model called psp_resnet101_citys is not thereby one."""
+    import dataclasses
+
+    from kseg.presets import get_preset
+
+    citys_metadata = dataclasses.replace(get_preset("psp_resnet101_citys").model_metadata(), classes=tuple("abcde"))
+    citys = tiny_model()
+    citys.metadata = citys_metadata
+    citys = MultiScalePredictor(citys, jit_compile=False)
     assert (citys.base_size, citys.crop_size, citys.flip) == (2048, 768, True)
     assert citys.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    other = MultiScalePredictor(tiny_model(name="mine"), jit_compile=False)
-    assert (other.base_size, other.crop_size) == (520, 480)
+    named = MultiScalePredictor(tiny_model(name="psp_resnet101_citys"), jit_compile=False)
+    assert (named.base_size, named.crop_size) == (520, 480)
     with pytest.raises(ValueError, match="max_batch"):
         MultiScalePredictor(tiny_model(), max_batch=0)

@@ -22,7 +22,7 @@ from absl import flags
 from PIL import Image
 
 from kseg.data.preprocessing import load_image, normalize_image
-from kseg.export import METADATA_FILE, SAME_SIZE_MESSAGE, ServingModule, export_saved_model
+from kseg.export import METADATA_FILE, SAME_SIZE_MESSAGE, SemanticExportModule, export_saved_model, read_metadata
 from kseg.models import ResNetV1Backbone, SemanticSegmenter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,9 +153,12 @@ def test_layout_and_metadata(exported):
     assert sorted(p.name for p in exported.parent.iterdir()) == ["1"]  # no temporary folder left
     assert {"saved_model.pb", "variables", "assets"} <= {p.name for p in exported.iterdir()}
     metadata = json.loads((exported / "assets" / METADATA_FILE).read_text())
+    assert metadata["format"] == "kseg-saved-model/2" and metadata["task"] == "semantic_segmentation"
     assert metadata["model"] == "tiny_psp"
     assert metadata["num_classes"] == 5 and metadata["classes"] == list(CLASSES)
-    assert metadata["input"]["mean"] == [0.485, 0.456, 0.406]
+    assert metadata["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert metadata["preprocessing"]["resize"] == {"policy": "base_crop", "base_size": 520, "crop_size": 480}
+    assert metadata["signatures"]["serving_default"]["outputs"]["probabilities"]["shape"] == [-1, -1, -1, 5]
     assert set(metadata["signatures"]) == {"serving_default", "serving_bytes"}
     assert metadata["xla"] is False
     # Without xla the graph has no XLA attribute: stock TF-Serving runs it.
@@ -277,9 +280,9 @@ def test_class_names_must_match(model, tmp_path):
 
 def test_serving_functions(model, images):
     """In process: signature outputs, probabilities left out on request, XLA only when asked."""
-    plain = ServingModule(model, include_probabilities=False)
+    plain = SemanticExportModule(model, include_probabilities=False)
     assert set(plain.serving_default.get_concrete_function().structured_outputs) == {"class_map"}
-    jitted = ServingModule(model, xla=True)
+    jitted = SemanticExportModule(model, xla=True)
     graph = jitted.serving_default.get_concrete_function().graph.as_graph_def()
     assert any(f.attr["_XlaMustCompile"].b for f in graph.library.function)
     out = jitted.serving_default(tf.constant(images[:1, :33, :47]))
@@ -310,12 +313,13 @@ def test_tool(model, tmp_path, monkeypatch, capsys):
     tool.define_flags(flag_values)
     flag_values(["export", "--model", "fcn_resnet50_ade", "--weights", "none", "--num-classes", "5", "--out", str(out)])
     assert tool.main(["export"], flag_values) == 0
-    assert calls == [("fcn_resnet50_ade", None, 5)]
+    assert calls == [("fcn_resnet50_ade", "none", 5)]
     printed = capsys.readouterr().out
     assert f"wrote {out / '1'}: tiny_psp (random weights), 5 classes" in printed
     assert f"saved_model_cli show --dir {(out / '1').resolve()} --all" in printed
     assert f"-v {out.resolve()}:/models/tiny_psp -e MODEL_NAME=tiny_psp tensorflow/serving" in printed
-    assert json.loads((out / "1" / "assets" / METADATA_FILE).read_text())["classes"] is None  # not the zoo's 150
+    classes = json.loads((out / "1" / "assets" / METADATA_FILE).read_text())["classes"]
+    assert classes == [f"class_{i}" for i in range(5)]  # the model's own, not the zoo's 150
     # A second run refuses to overwrite, before building anything.
     assert tool.main(["export"], flag_values) == 1
     assert "already exists" in capsys.readouterr().err and len(calls) == 1
@@ -331,3 +335,27 @@ def test_tool_usage_errors(tmp_path):
         tool.export("fcn_resnet50_adee", "none", tmp_path)
     with pytest.raises(FileNotFoundError, match="Weights file not found"):
         tool.export("fcn_resnet50_ade", str(tmp_path / "missing.weights.h5"), tmp_path)
+
+
+def test_metadata_of_first_format_exports_is_read(tmp_path):
+    """SavedModels exported before the shared schema ("kseg-saved-model/1", semantic only) still read."""
+    (tmp_path / "assets").mkdir()
+    old = {"format": "kseg-saved-model/1", "model": "psp_resnet101_ade", "num_classes": 150, "classes": None,
+           "input": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, "signatures": {}}
+    (tmp_path / "assets" / METADATA_FILE).write_text(json.dumps(old))
+    metadata = read_metadata(tmp_path)
+    assert metadata["task"] == "semantic_segmentation" and metadata["num_classes"] == 150
+
+
+def test_export_refuses_a_model_of_another_task(tmp_path):
+    backbone = ResNetV1Backbone(18, "v1b", base_width=8)
+    with pytest.raises(ValueError, match="exports semantic_segmentation, instance_segmentation"):
+        export_saved_model(kseg_backbone_with_metadata(backbone), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def kseg_backbone_with_metadata(backbone):
+    from kseg.presets import BACKBONE, ModelMetadata, Preprocessing
+
+    backbone.metadata = ModelMetadata(BACKBONE, (), Preprocessing())
+    return backbone

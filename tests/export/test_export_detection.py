@@ -1,7 +1,6 @@
 """Mask R-CNN SavedModels: detection signatures, reloaded in a fresh process, equal to the Keras model."""
 
 import dataclasses
-import json
 import subprocess
 import sys
 
@@ -9,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import kseg
 from kseg.data.preprocessing import normalize_image
-from kseg.detection.inference import resize_image
-from kseg.detection.ops.masks import paste_masks
-from kseg.export_detection import export_detection_model
-from kseg.models.mask_rcnn import MASK_RCNN_ZOO, MaskRCNN
+from kseg.evaluation.instance import resize_image
+from kseg.export import export_saved_model, read_metadata
+from kseg.models.mask_rcnn import MaskRCNN, MaskRCNNConfig
+from kseg.ops.masks import paste_masks
+from kseg.presets import Preprocessing, ShortSideResize
 
 SERVE = r"""
 import sys
@@ -29,10 +30,12 @@ np.savez(sys.argv[3], **{key: value.numpy() for key, value in outputs.items()})
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tf.keras.utils.set_random_seed(3)
-    config = dataclasses.replace(MASK_RCNN_ZOO["mask_rcnn_fpn_resnet18_v1b_coco"], short=96, max_size=128,
-                                 rpn_pre_nms=600, rpn_post_nms=100, max_detections=100)
-    model = MaskRCNN(config)
-    path = export_detection_model(model, tmp_path_factory.mktemp("serving") / "mask_rcnn", max_detections=20)
+    preset = kseg.presets.get_preset("mask_rcnn_fpn_resnet18_v1b_coco")
+    config = MaskRCNNConfig(**{**preset.architecture, "rpn_pre_nms": 600, "rpn_post_nms": 100, "max_detections": 100})
+    small = Preprocessing(resize=ShortSideResize(96, 128))
+    metadata = dataclasses.replace(preset.model_metadata(), preprocessing=small)
+    model = MaskRCNN(config, metadata=metadata)
+    path = export_saved_model(model, tmp_path_factory.mktemp("serving") / "mask_rcnn", max_detections=20)
     return model, path
 
 
@@ -43,8 +46,11 @@ def test_signatures_in_saved_model_cli(exported):
     assert cli.returncode == 0, cli.stderr[-2000:]
     for name in ("serving_default", "serving_bytes", "detection_boxes", "detection_masks", "num_detections"):
         assert name in cli.stdout
-    metadata = json.loads((path / "assets" / "kseg_metadata.json").read_text())
+    metadata = read_metadata(path)
     assert metadata["task"] == "instance_segmentation" and len(metadata["classes"]) == 80
+    assert metadata["format"] == "kseg-saved-model/2" and metadata["classes"][0] == "person"
+    assert metadata["preprocessing"]["resize"] == {"policy": "short_side", "short": 96, "max_size": 128}
+    assert metadata["max_detections"] == 20 and metadata["canvas"] == 128
     # Static canvas shapes, yet no XLA attribute (kseg.ops.conv stays out of exports): stock TF-Serving runs it.
     assert b"_XlaMustCompile" not in (path / "saved_model.pb").read_bytes()
 

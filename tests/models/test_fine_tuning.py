@@ -1,12 +1,13 @@
 """``kseg.models.get(name, weights=..., num_classes=K)`` keeps every weight but the class layers;
 inference entry points (test.py, kseg export) refuse to score class layers that were started afresh."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import kseg
-from kseg.cli.models import build_for_inference, choose_model
-from kseg.models.zoo import SEMANTIC_ZOO, ZooEntry
+from kseg.presets import PRESETS, WeightsSource, get_preset
 from kseg.weights.gluoncv import gluoncv_arrays
 from kseg.weights.mxnet_params import params_to_bytes
 from kseg.weights.transfer import weighted_layers
@@ -32,8 +33,14 @@ def source_files(tmp_path_factory):
 
 @pytest.fixture
 def entry(monkeypatch):
-    entry = ZooEntry(NAME, "fcn", "resnet18_v1b", "pascal_voc", "0" * 40, None, None, aux=True)
-    monkeypatch.setitem(SEMANTIC_ZOO, NAME, entry)
+    """A preset for the small model, shaped as the VOC zoo entries (21 classes, aux head in the file)."""
+    entry = dataclasses.replace(
+        get_preset("fcn_resnet101_voc"),
+        name=NAME,
+        architecture={"method": "fcn", "backbone": "resnet18_v1b", "aux": True, "output_stride": 8},
+        weights=WeightsSource(NAME, "0" * 40, "gluoncv_semantic"),
+    )
+    monkeypatch.setitem(PRESETS, NAME, entry)
     return entry
 
 
@@ -58,23 +65,27 @@ def test_every_weight_but_the_class_layers_is_kept(source_files, entry, kind):
     assert kept == len(got) - len(CLASS_LAYERS) > 20
 
 
+def infer(weights):
+    """As the inference entry points build a model (test.py, kseg predict, kseg export): strict."""
+    return kseg.models.get(NAME, weights=weights, num_classes=5, strict=True)
+
+
 def test_inference_refuses_untrained_class_layers(source_files, entry, tmp_path):
     _, params, h5 = source_files
-    choice = choose_model(NAME)
     for weights in ("pretrained", str(params), str(h5)):  # all of them hold the entry's 21 classes
         with pytest.raises(ValueError, match=r"21 pascal_voc classes, but 5|does not hold weights for"):
-            build_for_inference(choice, weights, 5)
+            infer(weights)
     # A fine-tuned 5-class file (saved with or without the aux head) loads exactly; random weights are allowed.
     for aux in (False, True):
         tuned = kseg.models.get(NAME, weights=h5, num_classes=5, aux=aux)
         path = tmp_path / f"tuned_{aux}.weights.h5"
         tuned.save_weights(path)
-        model = build_for_inference(choice, str(path), 5)
+        model = infer(str(path))
         images = np.random.default_rng(0).standard_normal((1, 33, 41, 3)).astype("float32")
         logits = tuned(images, training=False)
         logits = logits["logits"] if isinstance(logits, dict) else logits
         np.testing.assert_array_equal(model(images, training=False), logits)
-    assert build_for_inference(choice, None, 5).num_classes == 5
+    assert infer(None).num_classes == 5
 
 
 def test_loading_a_file_with_the_aux_head_gives_no_false_warning(source_files, entry, recwarn):

@@ -1,5 +1,7 @@
 """kseg's drop-in Keras layers give Keras' own results with the same weights."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -66,3 +68,75 @@ def test_transposed_convolution_config_round_trip():
     assert clone.get_config() == ours.get_config()
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(ours))
     assert isinstance(restored, Conv2DTranspose)
+
+
+# -- Every registered kseg layer through the shared harness ---------------------------------------------------------
+def _layer_cases():
+    from kseg.models.layers import AdaptiveAveragePooling2D, Conv2D, PaddedMaxPooling2D, ResizeLike
+    from kseg.models.mask_rcnn.network import CropLike
+
+    image, small = (1, 13, 17, 4), (1, 5, 6, 4)
+    return {
+        "kseg>AdaptiveAveragePooling2D": (lambda **kw: AdaptiveAveragePooling2D((2, 3), **kw), [image]),
+        "kseg>Conv2D": (lambda **kw: Conv2D(6, 3, padding="same", dilation_rate=2, **kw), [image]),
+        "kseg>Conv2DTranspose": (lambda **kw: Conv2DTranspose(6, 2, strides=2, **kw), [small]),
+        "kseg>CropLike": (lambda **kw: CropLike(**kw), [image, small]),
+        "kseg>PaddedMaxPooling2D": (lambda **kw: PaddedMaxPooling2D(3, 2, 1, **kw), [image]),
+        "kseg>ResizeLike": (lambda **kw: ResizeLike(**kw), [small, image]),
+    }
+
+
+def _registered_layers():
+    import kseg.models  # noqa: F401 - registers the layers
+
+    return sorted(
+        name
+        for name, obj in keras.saving.get_custom_objects().items()
+        if name.startswith("kseg>") and issubclass(obj, keras.layers.Layer) and not issubclass(obj, keras.Model)
+    )
+
+
+def test_every_registered_layer_has_a_harness_case():
+    assert _registered_layers() == sorted(_layer_cases())
+
+
+@pytest.mark.parametrize("name", sorted(_layer_cases()))
+def test_layer_harness(name, tmp_path):
+    """Output shape as declared, config and JSON round trips with the dtype policy, and a .keras file."""
+    factory, shapes = _layer_cases()[name]
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(shape).astype("float32") for shape in shapes]
+    layer = factory(dtype="mixed_bfloat16")
+    args = values if len(values) > 1 else values[0]
+    out = layer(args)
+    declared = layer.compute_output_shape([v.shape for v in values] if len(values) > 1 else values[0].shape)
+    assert tuple(out.shape) == tuple(declared)
+    assert out.dtype == tf.bfloat16
+
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(keras.saving.serialize_keras_object(layer))))
+    assert isinstance(restored, type(layer)) and restored.dtype_policy.name == "mixed_bfloat16"
+
+    inputs = [keras.Input(v.shape[1:]) for v in values]
+    model = keras.Model(inputs, factory()(inputs if len(inputs) > 1 else inputs[0]))
+    expected = model(values)
+    model.save(tmp_path / "layer.keras")
+    reloaded = keras.models.load_model(tmp_path / "layer.keras")
+    np.testing.assert_allclose(reloaded(values), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("kseg.training", fromlist=["GluonSGD"]).GluonSGD(0.1, 0.9, 1e-4, {"a": 10.0}),
+        lambda: __import__("kseg.training", fromlist=["PolyLearningRate"]).PolyLearningRate(0.1, 100, 0.9, 5),
+        lambda: __import__("kseg.metrics", fromlist=["MeanIoU"]).MeanIoU(5),
+        lambda: __import__("kseg.metrics", fromlist=["PixelAccuracy"]).PixelAccuracy(5),
+        lambda: __import__("kseg.losses", fromlist=["SegmentationCrossEntropy"]).SegmentationCrossEntropy(),
+    ],
+)
+def test_registered_training_objects_round_trip(make):
+    obj = make()
+    restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(keras.saving.serialize_keras_object(obj))))
+    assert type(restored) is type(obj) and restored.get_config() == obj.get_config()

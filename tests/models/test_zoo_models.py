@@ -12,7 +12,7 @@ ONE_PER_FAMILY = ["fcn_resnet50_ade", "psp_resnet50_ade", "deeplab_resnet50_ade"
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 class TestZooModels(ModelTestHarness):
     def test_odd_sizes_and_jit(self, name):
-        entry = kseg.models.get_entry(name)
-        model = kseg.models.get(name, aux=entry.aux)
-        self.run_output_shape_test(model, entry.num_classes, sizes=((2, 65, 81), (1, 33, 17)))
+        preset = kseg.presets.get_preset(name)
+        model = kseg.models.build_published(preset)
+        self.run_output_shape_test(model, preset.num_classes, sizes=((2, 65, 81), (1, 33, 17)))
         self.run_jit_test(model, random_images(2, 65, 81), atol=1e-4)

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kseg.detection.ops.box_ops import box_iou
-from kseg.detection.ops.masks import paste_masks
-from kseg.models.mask_rcnn import MASK_RCNN_ZOO, MaskRCNN
-from kseg.weights.gluoncv_rcnn import load_gluoncv_rcnn_params
+import kseg
+from kseg.ops import box_iou, paste_masks
+from kseg.weights.mxnet_params import read_params
 
 REPO = Path(__file__).resolve().parents[2]
 REALDATA = REPO.parent / "shared" / "realdata" / "coco_person" / "val2017"
@@ -85,13 +84,14 @@ def matched(ours_ids, ours_scores, ours_boxes, ids, scores, boxes, top=100):
 @pytest.mark.gluoncv
 @pytest.mark.parity
 @pytest.mark.large
-@pytest.mark.parametrize("name", list(MASK_RCNN_ZOO))
+@pytest.mark.parametrize("name", kseg.models.list_models("instance"))
 def test_mask_rcnn_matches_gluoncv(side_python, rcnn_reference_dir, name):
     if not REALDATA.is_dir():
         pytest.skip(f"real COCO samples not found in {REALDATA}")
     params, reference = gluoncv_reference(side_python, rcnn_reference_dir, name)
-    model = MaskRCNN(name)
-    load_gluoncv_rcnn_params(model, params)
+    model = kseg.models.get(name, weights=params)
+    gluoncv_count = sum(a.size for key, a in read_params(params, strip_prefixes=True).items() if "anchor" not in key)
+    assert model.count_params() == kseg.presets.get_preset(name).metadata.num_params == gluoncv_count
     levels = ("p2", "p3", "p4", "p5", "p6") if model.config.fpn else ("c4",)
     for i in range(len(IMAGES)):
         key = f"img{i}/"

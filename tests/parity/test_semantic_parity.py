@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kseg.models import SEMANTIC_ZOO, get
+from kseg.models import get, list_models
+from kseg.presets import get_preset
 from kseg.weights.mxnet_params import read_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,14 +62,16 @@ def relative_error(actual, expected):
 @pytest.mark.gluoncv
 @pytest.mark.parity
 @pytest.mark.large
-@pytest.mark.parametrize("name", list(SEMANTIC_ZOO))
+@pytest.mark.parametrize("name", list_models("semantic"))
 def test_parity_with_gluoncv(name, side_python, reference_dir):
-    entry = SEMANTIC_ZOO[name]
+    aux = get_preset(name).architecture["aux"]
     params, reference = gluoncv_reference(side_python, reference_dir, name)
-    model = get(name, weights=params, aux=entry.aux)
+    model = get(name, weights=params, aux=aux)
 
     arrays = read_params(params)
-    assert model.count_params() == sum(a.size for a in arrays.values()), "parameter count differs from GluonCV's"
+    gluoncv_count = sum(a.size for a in arrays.values())
+    assert model.count_params() == gluoncv_count, "parameter count differs from GluonCV's"
+    assert get_preset(name).metadata.num_params == gluoncv_count, "the preset's parameter count is not GluonCV's"
 
     errors = {}
     inputs = sorted(k for k in reference.files if k.startswith("input_"))
@@ -80,7 +83,7 @@ def test_parity_with_gluoncv(name, side_python, reference_dir):
         outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
         size = "x".join(str(d) for d in images.shape[:3])
         errors[f"logits@{size}"] = relative_error(np.asarray(outputs["logits"]), reference[f"output_{index}"])
-        if entry.aux:
+        if aux:
             errors[f"aux@{size}"] = relative_error(np.asarray(outputs["aux_logits"]), reference[f"aux_{index}"])
     with open(reference_dir / f"{name}.kseg_errors.json", "w") as f:
         json.dump(errors, f, indent=1)

@@ -5,7 +5,7 @@ import re
 import pytest
 from recipe_runner import REPO, output_of
 
-from kseg.models.zoo import SEMANTIC_ZOO
+from kseg.presets import PRESETS, list_presets
 
 RECIPES = REPO / "recipes"
 SHORT_NAMES = ("fcn_ade", "psp_ade", "deeplab_ade", "fcn_coco", "psp_coco", "deeplab_coco", "fcn_voc", "psp_voc",
@@ -18,14 +18,36 @@ def flags_of(path):
 
 
 def test_every_zoo_entry_has_its_recipe():
-    for entry in SEMANTIC_ZOO.values():
-        path = REPO / entry.recipe
+    for name in list_presets("semantic"):
+        preset = PRESETS[name]
+        path = REPO / preset.metadata.recipe
         assert path.is_file(), path
         values = flags_of(path)
-        assert values["model-zoo"] == entry.name
-        assert int(values["base-size"]) == entry.base_size and int(values["crop-size"]) == entry.crop_size
+        resize = preset.metadata.preprocessing.resize
+        assert values["model-zoo"] == preset.name
+        assert int(values["base-size"]) == resize.base_size and int(values["crop-size"]) == resize.crop_size
         assert values["batch-size"] == "16" and values["momentum"] == "0.9" and values["weight-decay"] == "1e-4"
-        assert f"{entry.miou}" in path.read_text().splitlines()[0]  # the published score is quoted
+        assert f"{preset.metrics['mIoU']}" in path.read_text().splitlines()[0]  # the published score is quoted
+
+
+def test_every_flag_is_a_config_field():
+    """recipes/train.py's flags are made from kseg.training.TrainConfig: one flag per field, nothing else."""
+    import dataclasses
+
+    from absl import flags
+
+    from kseg.cli.train_command import config_from_flags, define_train_flags
+    from kseg.training import TrainConfig
+
+    flag_values = flags.FlagValues()
+    define_train_flags(flag_values)
+    fields = {field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)}
+    assert set(flag_values) == fields
+    for path in sorted(RECIPES.glob("*.flags")):  # every flagfile parses into a config
+        flag_values.unparse_flags()
+        flag_values(["train.py", f"--flagfile={path}"])
+        config = config_from_flags(flag_values)
+        assert config.epochs >= 10 and config.batch_size >= 8, path
 
 
 @pytest.mark.parametrize("short", SHORT_NAMES)
@@ -69,14 +91,14 @@ def test_every_flagfile_builds_its_model(tmp_path):
     script = """
 import sys
 from absl import flags
-from kseg.cli import flags as kflags
-from kseg.cli.train_main import define_train_flags, run_train
-kflags.define_model_flags(); kflags.define_data_flags(); define_train_flags()
+from kseg.cli.train_command import config_from_flags, define_train_flags
+from kseg.training import train
+define_train_flags()
 for path in sys.argv[1:]:
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train.py", "--flagfile=" + path, "--dry-run"])
-    result = run_train()
-    assert result["parameters"] > 1e6, path
+    report = train(config_from_flags())
+    assert report.dry_run and report.parameters > 1e6, path
     print("OK", path, flush=True)
 """
     paths = sorted(str(p) for p in RECIPES.glob("*.flags") if p.stem not in SHORT_NAMES)

@@ -43,7 +43,7 @@ def random_model():
 def tool(random_model, monkeypatch):
     calls = []
 
-    def get(name, weights="pretrained"):
+    def get(name, weights="pretrained", **options):
         calls.append((name, weights))
         return random_model
 
@@ -61,7 +61,7 @@ def read_rgb(path):
 def test_single_scale_masks_equal_the_predictor(tool, random_model, tmp_path, capsys):
     paths = write_images(tmp_path, [(40, 56), (33, 47)])
     written = tool.main(["--model", MODEL, "--weights", "none", "--out", str(tmp_path / "out"), *map(str, paths)])
-    assert tool.calls == [(MODEL, None)]  # 'none' means random weights
+    assert tool.calls == [(MODEL, "none")]  # kseg.models.get reads 'none' as random weights
     predictor = Predictor(random_model, jit_compile=False)
     for path, (mask_path, overlay_path) in zip(paths, written, strict=True):
         assert mask_path == tmp_path / "out" / f"{path.stem}_mask.png"

@@ -1,5 +1,6 @@
 """``weights="pretrained"``: download, verify, unpack, convert and cache, from a loopback model store."""
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -15,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kseg.models.zoo import GLUONCV_STORE_URL, SEMANTIC_ZOO, ZooEntry
+from kseg.presets import PRESETS, WeightsSource
+from kseg.presets.schema import GLUONCV_STORE_URL, store_url
 from kseg.weights.download import (
     DownloadError,
     WeightsUnavailableError,
     fetch_pretrained,
-    model_url,
-    store_url,
-    zip_name,
 )
 from kseg.weights.mxnet_params import params_to_bytes
 
@@ -41,8 +40,12 @@ def sha1_hex(data):
 
 
 def fake_entry(sha1, name=NAME):
-    """A zoo entry for a small model (resnet18 FCN), so the default converter stays cheap."""
-    return ZooEntry(name, "fcn", "resnet18_v1b", "pascal_voc", sha1, None, None, aux=False)
+    """The weights source of a small model's file."""
+    return WeightsSource(name, sha1, "gluoncv_semantic")
+
+
+def zip_name(entry):
+    return entry.archive
 
 
 def zip_bytes(members):
@@ -141,11 +144,11 @@ def leftovers(home):
 def test_urls_match_the_zoo_and_the_override(monkeypatch):
     monkeypatch.delenv("KSEG_MODEL_STORE_URL", raising=False)
     assert store_url() == GLUONCV_STORE_URL
-    for entry in SEMANTIC_ZOO.values():
-        assert model_url(entry) == entry.url
+    for preset in PRESETS.values():
+        assert preset.weights.url == f"{GLUONCV_STORE_URL}gluon/models/{preset.weights.archive}"
     monkeypatch.setenv("KSEG_MODEL_STORE_URL", "http://mirror.example/models")
-    entry = SEMANTIC_ZOO["fcn_resnet50_ade"]
-    assert model_url(entry) == "http://mirror.example/models/gluon/models/fcn_resnet50_ade-3479525a.zip"
+    entry = PRESETS["fcn_resnet50_ade"].weights
+    assert entry.url == "http://mirror.example/models/gluon/models/fcn_resnet50_ade-3479525a.zip"
 
 
 def test_download_verifies_converts_and_caches(home, store, capsys):
@@ -223,7 +226,7 @@ def test_http_error_says_what_to_download(home, store):
     entry = fake_entry(sha1_hex(b"never published"))
     with pytest.raises(WeightsUnavailableError, match="HTTP 404") as error:
         fetch_pretrained(entry, progress=False, convert=CopyConvert())
-    assert model_url(entry) in str(error.value) and str(home) in str(error.value)
+    assert entry.url in str(error.value) and str(home) in str(error.value)
     assert leftovers(home) == []
 
 
@@ -271,14 +274,15 @@ def test_user_placed_files_are_used_without_downloading(home, store, placed):
 CHILD = """
 import sys
 from pathlib import Path
-from kseg.models.zoo import ZooEntry
+from kseg.presets import WeightsSource
 from kseg.weights.download import fetch_pretrained
 
 def convert(entry, params, out):
     Path(out).write_bytes(Path(params).read_bytes())
 
-entry = ZooEntry(sys.argv[1], "fcn", "resnet18_v1b", "pascal_voc", sys.argv[2], None, None, aux=False)
+entry = WeightsSource(sys.argv[1], sys.argv[2], "gluoncv_semantic")
 print(fetch_pretrained(entry, progress=False, convert=convert))
+assert "tensorflow" not in sys.modules  # the cache and the download need no TensorFlow
 """
 
 
@@ -326,7 +330,13 @@ def test_pretrained_end_to_end_through_the_registry(home, store, monkeypatch):
     source = kseg.models.build("fcn", "resnet18_v1b", 21, name=NAME)
     data = params_to_bytes(gluoncv_arrays(source))
     entry = fake_entry(sha1_hex(data))
-    monkeypatch.setitem(SEMANTIC_ZOO, NAME, entry)
+    preset = dataclasses.replace(
+        PRESETS["fcn_resnet101_voc"],
+        name=NAME,
+        architecture={"method": "fcn", "backbone": "resnet18_v1b", "aux": False, "output_stride": 8},
+        weights=entry,
+    )
+    monkeypatch.setitem(PRESETS, NAME, preset)
     store.publish(entry, {entry.gluoncv_file: data})
     model = kseg.models.get(NAME, weights="pretrained")
     images = np.random.default_rng(0).standard_normal((1, 33, 41, 3)).astype("float32")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kseg
-from kseg.weights.gluoncv import load_gluoncv_params
+from kseg.weights.gluoncv import load_gluoncv_backbone_params
 
 # Seeded ImageNet classifiers from GluonCV, their .params and their layer4 features (before the pooling).
 GLUONCV_SCRIPT = r"""
@@ -47,7 +47,7 @@ def gluoncv_files(side_python, tmp_path_factory):
 def test_imagenet_params_load_into_the_backbone(gluoncv_files, backbone):
     model = kseg.models.build("fcn", backbone, 7, output_stride=32)
     head_before = model.get_layer("head_classifier").get_weights()[0].copy()
-    load_gluoncv_params(model, gluoncv_files / f"{backbone}.params", backbone_only=True)
+    load_gluoncv_backbone_params(model.backbone, gluoncv_files / f"{backbone}.params")
     x = np.load(gluoncv_files / "input.npy").transpose(0, 2, 3, 1)
     ours = model.backbone(x, training=False)["c5"].numpy()
     theirs = np.load(gluoncv_files / f"{backbone}_c5.npy").transpose(0, 2, 3, 1)
@@ -60,4 +60,14 @@ def test_imagenet_params_load_into_the_backbone(gluoncv_files, backbone):
 def test_a_classifier_of_another_backbone_is_refused(gluoncv_files):
     model = kseg.models.build("fcn", "resnet50_v1s", 7, output_stride=32)
     with pytest.raises(ValueError, match="do not match"):
-        load_gluoncv_params(model, gluoncv_files / "resnet18_v1b.params", backbone_only=True)
+        load_gluoncv_backbone_params(model.backbone, gluoncv_files / "resnet18_v1b.params")
+
+
+@pytest.mark.gluoncv
+def test_the_backbone_preset_loads_gluoncvs_imagenet_file(gluoncv_files):
+    """``kseg.models.get("resnet50_v1s", weights=GluonCV's .params)``: the feature extractor alone, stride 32."""
+    backbone = kseg.models.get("resnet50_v1s", weights=gluoncv_files / "resnet50_v1s.params")
+    x = np.load(gluoncv_files / "input.npy").transpose(0, 2, 3, 1)
+    ours = backbone(x, training=False)["c5"].numpy()
+    theirs = np.load(gluoncv_files / "resnet50_v1s_c5.npy").transpose(0, 2, 3, 1)
+    assert np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-5

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from kseg.data.classes import CLASSES_BY_DATASET
 from kseg.data.preprocessing import load_image
+from kseg.presets.datasets import CLASSES_BY_DATASET
 
 IGNORE_LABEL = -1
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from kseg.data.datasets.base import SegmentationDataset
 from kseg.utils.io import write_atomic
+from kseg.utils.paths import kseg_home
 
 # The COCO category id of each VOC class 0..20 (GluonCV's COCOSegmentation.CAT_LIST).
 COCO_CATEGORY_OF_VOC_CLASS = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
@@ -77,8 +78,6 @@ class COCOSemantic(SegmentationDataset):
         stat = annotation_file.stat()
         key = f"{annotation_file.name}:{stat.st_size}:{int(stat.st_mtime)}"
         digest = hashlib.sha1(f"{annotation_file.resolve()}:{key}".encode()).hexdigest()[:16]
-        from kseg.models.registry import kseg_home
-
         candidates = [
             annotation_file.parent / f"kseg_{self.split}_ids.json",
             kseg_home() / "cache" / f"coco_{digest}.json",

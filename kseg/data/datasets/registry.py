@@ -7,9 +7,10 @@ from kseg.data.datasets.ade20k import ADE20K
 from kseg.data.datasets.cityscapes import Cityscapes
 from kseg.data.datasets.coco import COCOSemantic
 from kseg.data.datasets.pascal_voc import PascalAug, PascalVOC
+from kseg.presets.datasets import DATASET_KEYS
 
 DATASETS = {cls.name: cls for cls in (ADE20K, PascalVOC, PascalAug, COCOSemantic, Cityscapes)}
-DATASET_KEYS = tuple(DATASETS)
+assert tuple(DATASETS) == DATASET_KEYS, "a reader for every data-set key of kseg.presets, in its order"
 
 
 def get_dataset(name, split="val", root=None):

@@ -17,7 +17,8 @@ are ``c4``/``c5``.
 
 import keras
 
-from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, relu
+from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
+from kseg.presets import ModelMetadata
 
 RESNET_DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -108,6 +109,16 @@ class ResNetV1Backbone(keras.Model):
         sync_bn: use ``BatchNormalization(synchronized=True)``.
         num_stages: build ``layer1``..``layer{num_stages}`` only (Mask R-CNN's
             C4 models run ``layer4`` on the pooled regions instead).
+        metadata: the :class:`kseg.presets.ModelMetadata` of a backbone built
+            from a preset (``kseg.models.get("resnet101_v1s")``); None inside
+            task models.
+
+    Example:
+        >>> import numpy as np
+        >>> backbone = ResNetV1Backbone(depth=50, variant="v1s", output_stride=8)
+        >>> features = backbone(np.zeros((1, 64, 64, 3), "float32"))
+        >>> features["c5"].shape  # stride 8, GluonCV's layer4
+        TensorShape([1, 8, 8, 2048])
     """
 
     def __init__(
@@ -120,6 +131,7 @@ class ResNetV1Backbone(keras.Model):
         stage_depths=None,
         sync_bn=False,
         num_stages=4,
+        metadata=None,
         **kwargs,
     ):
         if variant not in RESNET_VARIANTS:
@@ -132,10 +144,35 @@ class ResNetV1Backbone(keras.Model):
             block, stage_depths = RESNET_DEPTHS[depth]
         if block not in EXPANSION:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
-        deep_stem, stem_width, avg_down = RESNET_VARIANTS[variant]
+        stem_width = RESNET_VARIANTS[variant][1]
         if base_width != 64:
             stem_width = max(1, stem_width * base_width // 64)
 
+        dtype = kwargs.pop("dtype", None)
+        with dtype_policy_scope(dtype):
+            inputs, features, stem_channels = self._build(
+                depth, variant, output_stride, base_width, block, stage_depths, sync_bn, num_stages, stem_width
+            )
+        super().__init__(inputs=inputs, outputs=features, **kwargs)
+        if dtype is not None:  # a functional model takes no dtype argument: its layers were built under it
+            self.dtype_policy = dtype
+        self.num_stages = num_stages
+        self.depth = depth
+        self.variant = variant
+        self.output_stride = output_stride
+        self.base_width = base_width
+        self.block = block
+        self.stage_depths = tuple(stage_depths)
+        self.sync_bn = sync_bn
+        self.metadata = metadata
+        expansion = EXPANSION[block]
+        self.feature_channels = {"c1": stem_channels}
+        for i in range(num_stages):
+            self.feature_channels[f"c{i + 2}"] = base_width * 2**i * expansion
+
+    @staticmethod
+    def _build(depth, variant, output_stride, base_width, block, stage_depths, sync_bn, num_stages, stem_width):
+        deep_stem, _, avg_down = RESNET_VARIANTS[variant]
         inputs = keras.Input(shape=(None, None, 3), name="images")
         if deep_stem:
             x = conv2d(inputs, stem_width, 3, "stem_conv1", strides=2)
@@ -164,24 +201,13 @@ class ResNetV1Backbone(keras.Model):
             x = resnet_stage(x, stage, planes, blocks, strides, dilation, block, inplanes, avg_down, sync_bn)
             inplanes = planes * expansion
             features[f"c{stage + 1}"] = x
-
-        super().__init__(inputs=inputs, outputs=features, **kwargs)
-        self.num_stages = num_stages
-        self.depth = depth
-        self.variant = variant
-        self.output_stride = output_stride
-        self.base_width = base_width
-        self.block = block
-        self.stage_depths = tuple(stage_depths)
-        self.sync_bn = sync_bn
-        self.feature_channels = {"c1": stem_channels}
-        for i in range(num_stages):
-            self.feature_channels[f"c{i + 2}"] = base_width * 2**i * expansion
+        return inputs, features, stem_channels
 
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
+            "dtype": policy_name(self),
             "depth": self.depth,
             "variant": self.variant,
             "output_stride": self.output_stride,
@@ -190,10 +216,14 @@ class ResNetV1Backbone(keras.Model):
             "stage_depths": list(self.stage_depths),
             "sync_bn": self.sync_bn,
             "num_stages": self.num_stages,
+            "metadata": None if self.metadata is None else self.metadata.to_config(),
         }
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if config.get("metadata") is not None:
+            config["metadata"] = ModelMetadata.from_config(config["metadata"])
         return cls(**config)
 
 

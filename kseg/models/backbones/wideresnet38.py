@@ -12,7 +12,7 @@ Features: ``c1`` = mod2 (stride 2, 128 ch, the decoder's low-level input),
 
 import keras
 
-from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, relu
+from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
 
 # (module name, blocks, channels, dropout) for mod2..mod7
 WRN38_MODULES = (
@@ -60,6 +60,25 @@ class WideResNet38Backbone(keras.Model):
         def width(c):
             return max(1, c // width_divisor)
 
+        dtype = kwargs.pop("dtype", None)
+        with dtype_policy_scope(dtype):
+            inputs, outputs = self._build(dilated, width, sync_bn)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if dtype is not None:  # a functional model takes no dtype argument: its layers were built under it
+            self.dtype_policy = dtype
+        self.dilated = dilated
+        self.width_divisor = width_divisor
+        self.sync_bn = sync_bn
+        self.feature_channels = {
+            "c1": width(128),
+            "c2": width(256),
+            "c3": width(512),
+            "c4": width(1024),
+            "c5": width(4096),
+        }
+
+    @staticmethod
+    def _build(dilated, width, sync_bn):
         inputs = keras.Input(shape=(None, None, 3), name="images")
         x = conv2d(inputs, width(64), 3, "mod1_conv")
         in_channels = width(64)
@@ -88,22 +107,13 @@ class WideResNet38Backbone(keras.Model):
             "c4": features["mod5"],
             "c5": features["mod7"],
         }
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.dilated = dilated
-        self.width_divisor = width_divisor
-        self.sync_bn = sync_bn
-        self.feature_channels = {
-            "c1": width(128),
-            "c2": width(256),
-            "c3": width(512),
-            "c4": width(1024),
-            "c5": width(4096),
-        }
+        return inputs, outputs
 
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
+            "dtype": policy_name(self),
             "dilated": self.dilated,
             "width_divisor": self.width_divisor,
             "sync_bn": self.sync_bn,

@@ -1,6 +1,6 @@
-"""GluonCV's Mask R-CNN zoo (C4 and FPN on ResNet-18/50/101) in Keras."""
+"""GluonCV's Mask R-CNN (C4 and FPN on ResNet-18/50/101) in Keras."""
 
-from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO, MaskRCNNConfig
+from kseg.models.mask_rcnn.config import MaskRCNNConfig
 from kseg.models.mask_rcnn.model import MaskRCNN
 
-__all__ = ["MASK_RCNN_ZOO", "MaskRCNN", "MaskRCNNConfig"]
+__all__ = ["MaskRCNN", "MaskRCNNConfig"]

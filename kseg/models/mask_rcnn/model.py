@@ -8,16 +8,20 @@ classes, and the mask of each detection's class. GluonCV runs one image at a
 time; here a batch runs at once, each image clipped to its own size.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from kseg.detection.ops.anchors import c4_anchors, fpn_anchors
-from kseg.detection.ops.box_ops import RCNN_STDS, decode_boxes
-from kseg.detection.ops.nms import multiclass_nms
-from kseg.detection.ops.proposals import rpn_proposals
-from kseg.detection.ops.roi_align import multilevel_roi_align, roi_align
+from kseg.models.layers import dtype_policy_scope, policy_name
 from kseg.models.mask_rcnn import network
-from kseg.models.mask_rcnn.config import MASK_RCNN_ZOO, MaskRCNNConfig
+from kseg.models.mask_rcnn.config import MaskRCNNConfig
+from kseg.ops.anchors import c4_anchors, fpn_anchors
+from kseg.ops.boxes import RCNN_STDS, decode_boxes
+from kseg.ops.nms import multiclass_nms
+from kseg.ops.proposals import rpn_proposals
+from kseg.ops.roi_align import multilevel_roi_align, roi_align
+from kseg.presets import INSTANCE, ModelMetadata, Preprocessing, ShortSideResize, numbered_classes
 
 FPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
 
@@ -31,9 +35,14 @@ def _dim(tensor, axis):
     return tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]
 
 
+def default_instance_metadata(num_classes):
+    """What a Mask R-CNN built outside the presets says of itself: numbered classes, GluonCV's 800/1333."""
+    return ModelMetadata(INSTANCE, numbered_classes(num_classes), Preprocessing(resize=ShortSideResize()))
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class MaskRCNN(keras.Model):
-    """GluonCV's Mask R-CNN (``config``: a :class:`MaskRCNNConfig` or a zoo name).
+    """GluonCV's Mask R-CNN (``config``: a :class:`MaskRCNNConfig` or its dict).
 
     ``call(images, image_hw=None)``: ``images`` float ``[B, H, W, 3]`` normalised
     by ImageNet mean/std (RGB / 255); ``image_hw`` int ``[B, 2]``, each image's
@@ -42,30 +51,64 @@ class MaskRCNN(keras.Model):
     ``[B, K, 4]`` (x1, y1, x2, y2 in input pixels), ``masks`` ``[B, K, M, M]``
     (the probabilities of each detection's class, in its box) and
     ``num_detections`` ``[B]``; ``K`` is ``config.max_detections``.
+
+    ``metadata`` (a :class:`kseg.presets.ModelMetadata`) names the classes and
+    the test-time resize; None: numbered classes, GluonCV's 800/1333.
+
+    Example:
+        >>> import numpy as np
+        >>> from kseg.models.mask_rcnn import MaskRCNN, MaskRCNNConfig
+        >>> model = MaskRCNN(MaskRCNNConfig(depth=18, fpn=True, roi_size=7, mask_convs=2, max_detections=10))
+        >>> outputs = model(np.zeros((1, 128, 128, 3), "float32"))
+        >>> outputs["masks"].shape  # 10 detections, 14 x 14 box-relative masks
+        TensorShape([1, 10, 14, 14])
     """
 
-    def __init__(self, config, **kwargs):
-        if isinstance(config, str):
-            config = MASK_RCNN_ZOO[config]
+    def __init__(self, config=None, metadata=None, **kwargs):
+        if config is None:
+            config = MaskRCNNConfig()
         elif isinstance(config, dict):
             config = MaskRCNNConfig(**config)
-        kwargs.setdefault("name", config.name)
-        super().__init__(**kwargs)
+        elif not isinstance(config, MaskRCNNConfig):
+            raise TypeError(f"config must be a MaskRCNNConfig or its dict, got {type(config).__name__}")
+        metadata = metadata or default_instance_metadata(config.num_classes)
+        if metadata.num_classes != config.num_classes:
+            raise ValueError(f"metadata names {metadata.num_classes} classes, but the config has {config.num_classes}")
+        dtype = kwargs.pop("dtype", None)
+        kwargs.setdefault("name", "mask_rcnn")
+        super().__init__(dtype=dtype, **kwargs)
         self.config = config
-        self.feature_extractor = network.build_features(config)
-        self.top_features = None if config.fpn else network.build_top_features(config)
-        self.rpn_head = network.build_rpn_head(config)
-        self.box_head = network.build_box_head(config)
-        self.mask_head = network.build_mask_head(config)
+        self.metadata = metadata
+        with dtype_policy_scope(dtype):
+            self.feature_extractor = network.build_features(config)
+            self.top_features = None if config.fpn else network.build_top_features(config)
+            self.rpn_head = network.build_rpn_head(config)
+            self.box_head = network.build_box_head(config)
+            self.mask_head = network.build_mask_head(config)
         self.built = True  # every part is a built functional model
 
-    def get_config(self):
-        import dataclasses
+    @property
+    def num_classes(self):
+        return self.config.num_classes
 
-        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+    def variant(self, metadata):
+        """The same architecture for other classes (``metadata``'s); fresh weights."""
+        config = dataclasses.replace(self.config, num_classes=metadata.num_classes)
+        return type(self)(config, metadata=metadata, name=self.name, dtype=policy_name(self))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "dtype": policy_name(self),
+            "config": dataclasses.asdict(self.config),
+            "metadata": self.metadata.to_config(),
+        }
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if config.get("metadata") is not None:
+            config["metadata"] = ModelMetadata.from_config(config["metadata"])
         return cls(**config)
 
     # -- stages ---------------------------------------------------------------------------------------------------

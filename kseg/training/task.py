@@ -1,0 +1,85 @@
+"""What a task plugs into the shared training loop (:func:`kseg.training.train`).
+
+The loop owns everything tasks share: seeds and determinism, the strategy,
+precision and XLA, GluonCV's SGD and its schedule, checkpoints and resume,
+the NaN stop, logs, the final weights, ``metrics.json``, the export and the
+predictions. A task supplies its parts: the model, its initialisation, the
+data pipelines, losses and metrics, the inference copy and its evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+
+class TrainingTask:
+    """The parts of one task; subclasses implement the methods that raise ``NotImplementedError``.
+
+    Attributes set by subclasses: ``name`` (the run's model name), ``metadata``
+    (what the trained model will carry).
+    """
+
+    name: str
+
+    def __init__(self, config, log=print):
+        self.config = config
+        self.log = log
+
+    @property
+    def published_metrics(self) -> dict | None:
+        """GluonCV's published scores of the preset trained, for metrics.json."""
+        return None
+
+    def describe(self) -> str:
+        """A few words on the task's settings for the run's opening line."""
+        return ""
+
+    def dataset_root(self) -> str | None:
+        return self.config.dataset_dir or os.environ.get("KSEG_DATA")
+
+    def check_paths(self) -> None:
+        """Refuse missing inputs before any model is built or step taken."""
+        from kseg.presets import PRESETS
+
+        init = self.config.init_from
+        if init and init not in PRESETS and not Path(init).is_file():
+            raise FileNotFoundError(f"--init-from: no zoo model or file named {init}")
+        missing = [path for path in self.config.predict if not Path(path).is_file()]
+        if missing:
+            raise FileNotFoundError(f"--predict: no image at {', '.join(missing)}")
+
+    def datasets(self):
+        """``(train, val)`` readers."""
+        raise NotImplementedError
+
+    def training_data(self, train, global_batch: int, epochs: int, start_step: int):
+        """The batches from ``start_step`` on, as ``(inputs, targets)``: a ``tf.data.Dataset``."""
+        raise NotImplementedError
+
+    def validation_data(self, val, batch: int):
+        raise NotImplementedError
+
+    def build_model(self) -> keras.Model:
+        raise NotImplementedError
+
+    def initialize(self, model: keras.Model) -> None:
+        """Pretrained weights into the freshly built model (before any checkpoint is restored)."""
+
+    def lr_multipliers(self, model: keras.Model) -> dict:
+        """``{variable path: learning-rate multiplier}`` (GluonCV's heads at 10x)."""
+        return {}
+
+    def compile_arguments(self, model: keras.Model) -> dict:
+        """``loss``, ``loss_weights`` and ``metrics`` for ``model.compile``."""
+        raise NotImplementedError
+
+    def inference_model(self, model: keras.Model) -> keras.Model:
+        """The trained model as inference wants it (no training-only heads, float32)."""
+        return model
+
+    def evaluate(self, inference: keras.Model, val) -> dict:
+        """The final evaluation: a dict for metrics.json."""
+        raise NotImplementedError
