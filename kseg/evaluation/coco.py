@@ -9,13 +9,20 @@ to the annotation file's categories by name, so a model fine-tuned on a
 COCO-format data set of its own is scored on its own categories.
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import json
+import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 STAT_NAMES = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
@@ -64,11 +71,26 @@ def detections_to_coco(instances, image_id, category_ids):
     return results
 
 
-def evaluate_coco(model, root, split="val2017", annotations=None, max_images=None, short=None, max_size=None,
-                  jit_compile=None, out_dir=None, verbose=1):
+def evaluate_coco(
+    model: keras.Model,
+    root: str | os.PathLike,
+    split: str = "val2017",
+    annotations: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    short: int | None = None,
+    max_size: int | None = None,
+    jit_compile: bool | None = None,
+    out_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Predict every image of the split and return ``{"bbox": {...}, "segm": {...}, "images": N, ...}``.
 
-    ``out_dir`` also receives ``detections.json`` (COCO results format) and ``metrics.json``.
+    ``root`` holds ``annotations/instances_{split}.json`` and ``{split}/`` (or a
+    ``coco/`` folder that does); ``annotations`` names another annotation file.
+    ``max_images``: the first images by id only; ``short``/``max_size``: another
+    test size than the model's. ``bbox`` and ``segm`` map :data:`STAT_NAMES` to
+    COCOeval's stats (fractions, not percent). ``out_dir`` also receives
+    ``detections.json`` (COCO results format) and ``metrics.json``.
 
     Example:
         >>> model = kseg.models.get("mask_rcnn_fpn_resnet50_v1b_coco", weights="pretrained")

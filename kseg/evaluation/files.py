@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -22,6 +23,9 @@ from kseg.evaluation.instance import InstancePredictor
 from kseg.evaluation.predictor import Predictor
 from kseg.models import metadata_of
 from kseg.presets import INSTANCE
+
+if TYPE_CHECKING:
+    from kseg.evaluation.multiscale import MultiScalePredictor
 
 
 def _say(line, bar_drawn):
@@ -57,7 +61,7 @@ def _instance_pictures(predictor, image, path, out_dir, alpha):
 
 
 def predict_files(
-    predictor,
+    predictor: Predictor | MultiScalePredictor | InstancePredictor | keras.Model,
     image_paths: Sequence[str | Path],
     out_dir: str | Path,
     dataset: str | None = None,

@@ -34,7 +34,16 @@ def resize_image(image: np.ndarray, short: int = 800, max_size: int = 1333) -> t
 
 @dataclasses.dataclass
 class Instances:
-    """The detections of one image, in its own pixels, best first."""
+    """The detections of one image, in its own pixels, best first (what :meth:`InstancePredictor.predict` returns).
+
+    Example:
+        >>> import numpy as np
+        >>> found = Instances(boxes=np.array([[10, 20, 50, 80]], "float32"), class_ids=np.array([0], "int32"),
+        ...                   scores=np.array([0.9], "float32"), masks=np.zeros((1, 100, 120), "uint8"),
+        ...                   class_names=("person", "bicycle"))
+        >>> len(found), found.labels()
+        (1, ['person'])
+    """
 
     boxes: np.ndarray  # float32 [N, 4] (x1, y1, x2, y2)
     class_ids: np.ndarray  # int32 [N], contiguous ids into class_names

@@ -23,6 +23,11 @@ rounding:
   so only the scores of unfinished scales (and one chunk) are held at a time.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
 import tensorflow as tf
 
 from kseg.evaluation.grid import GLUONCV_SCALES, normalized_black, plan_scale
@@ -79,15 +84,15 @@ class MultiScalePredictor(_Compiled):
 
     def __init__(
         self,
-        model,
-        base_size=None,
-        crop_size=None,
-        scales=GLUONCV_SCALES,
-        flip=True,
-        max_batch=8,
-        jit_compile=True,
-        mean=None,
-        std=None,
+        model: keras.Model,
+        base_size: int | None = None,
+        crop_size: int | None = None,
+        scales: Sequence[float] = GLUONCV_SCALES,
+        flip: bool = True,
+        max_batch: int = 8,
+        jit_compile: bool | None = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
         preprocessing = metadata_of(model).preprocessing
         base_size = base_size or preprocessing.resize.base_size

@@ -9,8 +9,13 @@ better choice for a semantic model on a CPU, where XLA is no faster) a single
 shape-relaxed ``tf.function`` serves every size.
 """
 
-import collections
+from __future__ import annotations
 
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import keras
 import tensorflow as tf
 
 from kseg.ops.runtime import resolve_jit
@@ -55,7 +60,7 @@ class CompiledCall:
         2.0
     """
 
-    def __init__(self, fn, jit_compile=True, static_shapes=False):
+    def __init__(self, fn: Callable[[tf.Tensor], Any], jit_compile: bool | None = True, static_shapes: bool = False):
         self._fn = fn
         self.jit_compile = resolve_jit(jit_compile)
         self.static_shapes = bool(static_shapes) or self.jit_compile
@@ -104,10 +109,16 @@ class Predictor(_Compiled):
         model: a kseg semantic model (NHWC normalised float images in, logits
             ``[B, H, W, C]`` at the input size out; aux outputs are dropped).
         jit_compile: True (XLA, one compilation per input shape), False, or
-            None for XLA when a GPU is present.
+            None for XLA on GPUs and TPUs.
+
+    Example:
+        >>> import numpy as np
+        >>> predictor = Predictor(kseg.models.get("fcn_resnet50_ade", weights="pretrained"), jit_compile=None)
+        >>> predictor.predict(kseg.data.normalize_image(np.zeros((480, 640, 3), np.uint8))).shape
+        TensorShape([480, 640])
     """
 
-    def __init__(self, model, jit_compile=True):
+    def __init__(self, model: keras.Model, jit_compile: bool | None = True):
         self.model = model
         self._call = CompiledCall(lambda x: main_logits(model(x, training=False)), jit_compile)
 

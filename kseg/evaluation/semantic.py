@@ -11,15 +11,19 @@ The confusion matrix is accumulated over the whole set, as GluonCV's
 ``SegmentationMetric`` does.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
+from kseg.data.datasets import SegmentationDataset
 from kseg.data.preprocessing import normalize_image
 from kseg.evaluation.grid import GLUONCV_SCALES
 from kseg.evaluation.multiscale import MultiScalePredictor
@@ -96,14 +100,22 @@ def _batches(samples, batch_size):
 
 
 def evaluate_semantic(
-    model, dataset, settings=None, out_dir=None, compute_metrics=True, save_predictions=False, verbose=1
-):
+    model: keras.Model,
+    dataset: SegmentationDataset,
+    settings: EvalSettings | None = None,
+    out_dir: str | os.PathLike | None = None,
+    compute_metrics: bool = True,
+    save_predictions: bool = False,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Predict every image of ``dataset``; accumulate pixAcc/mIoU and/or write submission PNGs.
 
     Returns a dict with the number of images, the seconds taken and, with
     ``compute_metrics``, ``pixAcc``, ``mIoU``, the named per-class ``IoU`` and
     the labelled pixels of each class (``label_pixels``). ``settings``: an
     :class:`EvalSettings` (default: GluonCV's published protocol).
+    ``save_predictions`` writes the submission PNGs into ``out_dir``;
+    ``verbose`` is the Keras progress bar's (0: silent).
 
     Example:
         >>> model = kseg.models.get("fcn_resnet50_ade", weights="pretrained")
@@ -162,8 +174,12 @@ def evaluate_semantic(
     return result
 
 
-def write_metrics(path, metrics):
-    """``metrics.json``, written atomically."""
+def write_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
+    """``metrics`` as JSON (``metrics.json``), written atomically; numpy scalars and arrays become numbers and lists.
+
+    Example:
+        >>> write_metrics("runs/fcn/metrics.json", {"pixAcc": 0.79, "mIoU": 0.395, "IoU": np.zeros(150)})
+    """
     text = json.dumps(metrics, indent=2, default=_json_default) + "\n"
     write_atomic(Path(os.fspath(path)), text)
 

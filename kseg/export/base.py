@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -106,11 +107,20 @@ class ExportModule(tf.Module):
             stock builds, its GPU images included, lack XLA and cannot run such
             functions; off, the graph carries no XLA attribute at all.
         classes: class names for the metadata in place of the model's own.
+
+    Example:
+        >>> class LogitsExport(ExportModule):  # a semantic export that returns the raw logits
+        ...     task = "semantic_segmentation"
+        ...     def serve(self, images):
+        ...         return {"logits": self.model_call(kseg.data.normalize_image(images))}
+        >>> model = kseg.models.get("fcn_resnet50_ade", weights="pretrained")
+        >>> write_saved_model(lambda: LogitsExport(model), "serving/fcn_logits")
+        PosixPath('serving/fcn_logits/1')
     """
 
     task: str
 
-    def __init__(self, model: keras.Model, xla: bool = False, classes=None):
+    def __init__(self, model: keras.Model, xla: bool = False, classes: Sequence[str] | None = None):
         super().__init__(name=f"kseg_{self.task}_serving")
         self._keras_model = _Untracked(model)
         self.xla = bool(xla)
@@ -209,7 +219,9 @@ def check_version(version) -> int:
     return version
 
 
-def write_saved_model(make_module, export_dir, version=1, overwrite=False) -> Path:
+def write_saved_model(
+    make_module: Callable[[], ExportModule], export_dir: str | os.PathLike, version: int = 1, overwrite: bool = False
+) -> Path:
     """Trace ``make_module()`` (an :class:`ExportModule`) and write it to ``export_dir/{version}/``, atomically.
 
     The SavedModel is written into a hidden temporary folder beside the version
@@ -217,6 +229,13 @@ def write_saved_model(make_module, export_dir, version=1, overwrite=False) -> Pa
     number) and renamed into place when complete, so a server polling
     ``export_dir`` never loads a partial export. Tracing and saving happen
     within :func:`kseg.ops.runtime.stock_tf_ops`: stock TF-Serving runs the graph.
+    An existing version folder is refused unless ``overwrite``.
+
+    Example:
+        >>> from kseg.export import SemanticExportModule, write_saved_model
+        >>> model = kseg.models.get("fcn_resnet50_ade", weights="pretrained")
+        >>> write_saved_model(lambda: SemanticExportModule(model, include_probabilities=False), "serving/fcn", 2)
+        PosixPath('serving/fcn/2')
     """
     version = check_version(version)
     export_dir = Path(os.fspath(export_dir))
@@ -262,8 +281,15 @@ def _move_into_place(tmp, final, overwrite):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_metadata(version_dir) -> dict:
-    """The metadata of an exported version folder, in the current schema; kseg's first format is read too."""
+def read_metadata(version_dir: str | os.PathLike) -> dict:
+    """The metadata of an exported version folder, in the current schema; kseg's first format is read too.
+
+    Example:
+        >>> from kseg.export import read_metadata
+        >>> metadata = read_metadata("serving/fcn/2")
+        >>> metadata["task"], metadata["num_classes"], metadata["probabilities"]
+        ('semantic_segmentation', 150, False)
+    """
     metadata = json.loads((Path(version_dir) / "assets" / METADATA_FILE).read_text())
     if metadata.get("format") == "kseg-saved-model/1":  # semantic exports had no task field
         metadata.setdefault("task", "semantic_segmentation")

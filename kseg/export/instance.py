@@ -9,6 +9,8 @@ boxes back to the input pixels and pastes each mask into the full image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
@@ -35,7 +37,7 @@ class InstanceExportModule(ExportModule):
         self,
         model: keras.Model,
         xla: bool = False,
-        classes=None,
+        classes: Sequence[str] | None = None,
         max_detections: int = 100,
         canvas: int | None = None,
     ):

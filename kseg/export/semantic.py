@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
@@ -22,7 +24,13 @@ class SemanticExportModule(ExportModule):
 
     task = SEMANTIC
 
-    def __init__(self, model: keras.Model, xla: bool = False, classes=None, include_probabilities: bool = True):
+    def __init__(
+        self,
+        model: keras.Model,
+        xla: bool = False,
+        classes: Sequence[str] | None = None,
+        include_probabilities: bool = True,
+    ):
         self.include_probabilities = bool(include_probabilities)
         super().__init__(model, xla=xla, classes=classes)
 

@@ -30,7 +30,14 @@ CONVERTER_OF_TASK = {SEMANTIC: "gluoncv_semantic", INSTANCE: "gluoncv_rcnn", BAC
 
 
 def canonical_backbone(backbone: str) -> str:
-    """GluonCV's script names (``resnet101``, ``wideresnet``) -> kseg's (``resnet101_v1s``, ``wideresnet38``)."""
+    """GluonCV's script names (``resnet101``, ``wideresnet``) -> kseg's (``resnet101_v1s``, ``wideresnet38``).
+
+    Example:
+        >>> kseg.models.canonical_backbone("resnet101"), kseg.models.canonical_backbone("wideresnet")
+        ('resnet101_v1s', 'wideresnet38')
+        >>> kseg.models.canonical_backbone("resnet18_v1b")
+        'resnet18_v1b'
+    """
     backbone = _SHORT_BACKBONES.get(backbone, backbone)
     if backbone.startswith("resnet") and "_v1" not in backbone:
         backbone += "_v1s"

@@ -9,6 +9,7 @@ script resolved to, and builds it for training or inference.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import keras
 
@@ -19,7 +20,14 @@ from kseg.presets import CLASSES_BY_DATASET, PRESETS, SEMANTIC, CropResize, Mode
 
 @dataclasses.dataclass(frozen=True)
 class ModelChoice:
-    """A zoo preset (``preset``), or a method and backbone outside the zoo (``preset`` None), on ``dataset``."""
+    """A zoo preset (``preset``), or a method and backbone outside the zoo (``preset`` None), on ``dataset``.
+
+    Example:
+        >>> choice = kseg.models.choose_model(model_zoo="psp_resnet101_ade")
+        >>> choice.method, choice.backbone, choice.dataset
+        ('psp', 'resnet101_v1s', 'ade20k')
+        >>> model = choice.build(weights="pretrained", aux=True)  # for fine-tuning on ADE20K
+    """
 
     name: str
     preset: Preset | None
@@ -46,7 +54,7 @@ class ModelChoice:
 
     def build(
         self,
-        weights=None,
+        weights: str | os.PathLike | None = None,
         aux: bool = False,
         output_stride: int = 8,
         sync_bn: bool = False,

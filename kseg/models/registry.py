@@ -29,7 +29,13 @@ def list_models(task: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> Preset:
-    """The :class:`kseg.presets.Preset` called ``name`` (also ``kseg.presets.get_preset``)."""
+    """The :class:`kseg.presets.Preset` called ``name`` (also ``kseg.presets.get_preset``).
+
+    Example:
+        >>> entry = kseg.models.get_entry("deeplab_resnet101_voc")
+        >>> entry.task, entry.num_classes, entry.weights.gluoncv_file
+        ('semantic_segmentation', 21, 'deeplab_resnet101_voc-311ed22c.params')
+    """
     return get_preset(name)
 
 
@@ -141,7 +147,13 @@ def get(
 
 
 def build_published(preset: Preset) -> keras.Model:
-    """The model exactly as published (the preset's architecture: its classes, auxiliary head where GluonCV has one)."""
+    """The model exactly as published (the preset's architecture: its classes, auxiliary head where GluonCV has one).
+
+    Example:
+        >>> preset = kseg.models.get_entry("fcn_resnet50_ade")
+        >>> kseg.models.build_published(preset).count_params() == preset.metadata.num_params  # aux head included
+        True
+    """
     return BUILDERS[preset.builder].build(preset.architecture, preset.model_metadata(), preset.name, published=True)
 
 
@@ -151,15 +163,15 @@ def _convert(preset: Preset, params, out) -> None:
     model.save_weights(out)
 
 
-def convert(name: str, params, out, verify: bool = False) -> keras.Model:
+def convert(name: str, params: str | os.PathLike, out: str | os.PathLike, verify: bool = False) -> keras.Model:
     """GluonCV's ``.params`` of preset ``name`` -> a kseg ``.weights.h5`` (written atomically); returns the model.
 
     The output holds the model as published (with its auxiliary head where
     GluonCV's file has one). ``verify`` checks the file's SHA-1 against the preset.
 
     Example:
-        >>> kseg.models.convert("deeplab_resnet101_voc", "deeplab_resnet101_voc-311ed22c.params",
-        ...                     "deeplab_resnet101_voc.weights.h5", verify=True)
+        >>> model = kseg.models.convert("deeplab_resnet101_voc", "deeplab_resnet101_voc-311ed22c.params",
+        ...                             "deeplab_resnet101_voc.weights.h5", verify=True)
     """
     from kseg.utils.io import atomic_path
     from kseg.weights.download import sha1_of
@@ -185,7 +197,12 @@ def convert(name: str, params, out, verify: bool = False) -> keras.Model:
 
 
 def zoo_name(method: str, backbone: str, dataset: str) -> str:
-    """The zoo name GluonCV's test.py forms from ``--model/--backbone/--dataset``."""
+    """The zoo name GluonCV's ``scripts/segmentation/test.py`` forms from ``--model/--backbone/--dataset``.
+
+    Example:
+        >>> kseg.models.zoo_name("psp", "resnet101", "ade20k")
+        'psp_resnet101_ade'
+    """
     if dataset not in ZOO_SUFFIX:
         raise ValueError(f"Unknown dataset {dataset!r}; expected one of {', '.join(ZOO_SUFFIX)}")
     return f"{method}_{backbone}_{ZOO_SUFFIX[dataset]}"
@@ -246,7 +263,7 @@ def pretrained_weights(name: str) -> Path:
     return fetch_pretrained(preset.weights, convert=lambda source, params, out: _convert(preset, params, out))
 
 
-def load_model_weights(model: keras.Model, weights, strict: bool = False) -> list[str]:
+def load_model_weights(model: keras.Model, weights: str | os.PathLike, strict: bool = False) -> list[str]:
     """Load weights into a built kseg model (fine-tuning, resuming, models outside the presets).
 
     ``weights`` is a preset name (its published weights, e.g. the COCO model a

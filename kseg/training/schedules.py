@@ -1,18 +1,33 @@
 """GluonCV's poly learning rate, per iteration, with an optional linear warm-up."""
 
+from __future__ import annotations
+
 import keras
 from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="kseg")
 class PolyLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """``base_lr * (1 - t / (N - 1)) ** power`` (GluonCV's ``LRScheduler('poly')``).
+    """``base_lr * (1 - t / (N - 1)) ** power`` (GluonCV's ``LRScheduler('poly')``, ``gluoncv/utils/lr_scheduler.py``).
 
-    ``warmup_steps`` ramps linearly from ``base_lr * warmup_ratio`` to the poly
-    value over the first steps. The rate is clipped at 0 past ``total_steps``.
+    ``t`` is the step and ``N`` is ``total_steps``. ``warmup_steps`` ramps linearly
+    from ``base_lr * warmup_ratio`` to the poly value over the first steps. The
+    rate is clipped at 0 past ``total_steps``.
+
+    Example:
+        >>> schedule = PolyLearningRate(0.01, total_steps=101)
+        >>> [round(float(schedule(step)), 5) for step in (0, 50, 100)]
+        [0.01, 0.00536, 0.0]
     """
 
-    def __init__(self, base_lr, total_steps, power=0.9, warmup_steps=0, warmup_ratio=1 / 3):
+    def __init__(
+        self,
+        base_lr: float,
+        total_steps: int,
+        power: float = 0.9,
+        warmup_steps: int = 0,
+        warmup_ratio: float = 1 / 3,
+    ):
         if total_steps < 2:
             raise ValueError(f"total_steps must be at least 2, got {total_steps}")
         self.base_lr = float(base_lr)

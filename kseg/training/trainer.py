@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kseg.ops.runtime import resolve_jit
@@ -23,7 +24,13 @@ from kseg.training.config import TrainConfig
 
 @dataclasses.dataclass
 class TrainReport:
-    """What a run did: how far it got, where its files are, how well it scores."""
+    """What a run did: how far it got, where its files are, how well it scores.
+
+    Example:
+        >>> report = train(TrainConfig(model_zoo="fcn_resnet50_ade", dry_run=True))  # builds, reads no data
+        >>> report.dry_run, report.finished, report.parameters
+        (True, False, 33201494)
+    """
 
     model: str
     run_dir: Path | None
@@ -46,7 +53,12 @@ def training_task(config: TrainConfig, log=print):
 
 
 def config_flags(config: TrainConfig) -> str:
-    """``config`` as ``recipes/train.py`` flags, one per line (a flagfile); fields left at None are left out."""
+    """``config`` as ``recipes/train.py`` flags, one per line (a flagfile); fields left at None are left out.
+
+    Example:
+        >>> config_flags(TrainConfig(model_zoo="fcn_resnet50_ade", epochs=2)).splitlines()[:4]
+        ['--model-zoo=fcn_resnet50_ade', '--backbone=resnet101', '--output-stride=8', '--noaux']
+    """
     lines = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -80,8 +92,10 @@ def _compile(model, task, config, steps_per_epoch, total_steps, jit):
     model.compile(optimizer=optimizer, jit_compile=jit, **task.compile_arguments(model))
 
 
-def train(config: TrainConfig, log=print) -> TrainReport:
+def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainReport:
     """Train as ``config`` says; returns a :class:`TrainReport`. Rerun the same config to resume.
+
+    ``log`` receives the run's progress lines (Keras' own progress bar aside).
 
     Example:
         >>> from kseg.training import TrainConfig, train

@@ -15,6 +15,10 @@ GluonCV's segmentation code calls ``layer3``/``layer4`` "c3"/"c4"; here they
 are ``c4``/``c5``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 
 from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
@@ -123,15 +127,15 @@ class ResNetV1Backbone(keras.Model):
 
     def __init__(
         self,
-        depth=50,
-        variant="v1b",
-        output_stride=32,
-        base_width=64,
-        block=None,
-        stage_depths=None,
-        sync_bn=False,
-        num_stages=4,
-        metadata=None,
+        depth: int | None = 50,
+        variant: str = "v1b",
+        output_stride: int = 32,
+        base_width: int = 64,
+        block: str | None = None,
+        stage_depths: Sequence[int] | None = None,
+        sync_bn: bool = False,
+        num_stages: int = 4,
+        metadata: ModelMetadata | None = None,
         **kwargs,
     ):
         if variant not in RESNET_VARIANTS:

@@ -10,6 +10,8 @@ Features: ``c1`` = mod2 (stride 2, 128 ch, the decoder's low-level input),
 ``c2`` = mod3, ``c3`` = mod4, ``c4`` = mod5, ``c5`` = mod7 (4096 ch).
 """
 
+from __future__ import annotations
+
 import keras
 
 from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
@@ -53,10 +55,23 @@ def _identity_residual_block(x, in_channels, channels, strides, dilation, dropou
 class WideResNet38Backbone(keras.Model):
     """WideResNet38-A2, dilated to output stride 8 (or 32 with ``dilated=False``).
 
-    ``width_divisor`` shrinks every width for tiny test models (1 = the real network).
+    Returns ``{"c1": ..., "c5": ...}`` (see the module docstring for which module each is).
+
+    Args:
+        dilated: output stride 8 (mod4 strided, mod5-mod7 dilated 2, 4, 4), as the
+            VPLR model; False: output stride 32, no dilation.
+        width_divisor: divides every width, for tiny test models (1: the real network).
+        sync_bn: use ``BatchNormalization(synchronized=True)``.
+
+    Example:
+        >>> import numpy as np
+        >>> backbone = WideResNet38Backbone(width_divisor=16)
+        >>> features = backbone(np.zeros((1, 64, 64, 3), "float32"))
+        >>> features["c5"].shape  # stride 8, mod7's 4096 channels / 16
+        TensorShape([1, 8, 8, 256])
     """
 
-    def __init__(self, dilated=True, width_divisor=1, sync_bn=False, **kwargs):
+    def __init__(self, dilated: bool = True, width_divisor: int = 1, sync_bn: bool = False, **kwargs):
         def width(c):
             return max(1, c // width_divisor)
 

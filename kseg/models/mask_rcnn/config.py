@@ -9,7 +9,14 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class MaskRCNNConfig:
-    """One Mask R-CNN's architecture; the defaults are GluonCV's C4 ResNet-50 on COCO's 80 classes."""
+    """One Mask R-CNN's architecture; the defaults are GluonCV's C4 ResNet-50 on COCO's 80 classes.
+
+    Example:
+        >>> from kseg.models import MaskRCNNConfig
+        >>> config = MaskRCNNConfig(depth=101, variant="v1d", fpn=True, box_pool=True, mask_convs=4)
+        >>> config.mask_size, config.strides  # as mask_rcnn_fpn_resnet101_v1d_coco
+        (28, (4, 8, 16, 32, 64))
+    """
 
     depth: int = 50
     variant: str = "v1b"  # ResNet variant: v1b (7x7 stem) or v1d (deep stem, average-pool shortcuts)

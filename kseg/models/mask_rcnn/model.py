@@ -8,6 +8,8 @@ classes, and the mask of each detection's class. GluonCV runs one image at a
 time; here a batch runs at once, each image clipped to its own size.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import keras
@@ -64,7 +66,7 @@ class MaskRCNN(keras.Model):
         TensorShape([1, 10, 14, 14])
     """
 
-    def __init__(self, config=None, metadata=None, **kwargs):
+    def __init__(self, config: MaskRCNNConfig | dict | None = None, metadata: ModelMetadata | None = None, **kwargs):
         if config is None:
             config = MaskRCNNConfig()
         elif isinstance(config, dict):
