@@ -117,14 +117,6 @@ def as_symbol(block):
     return mx.sym.Group(out) if isinstance(out, (list, tuple)) else out
 
 
-def sym_eval(sym, x, block):
-    pmap = {p.name: p for p in block.collect_params().values()}
-    args = {n: pmap[n].data() for n in sym.list_arguments() if n != "data"}
-    args["data"] = x
-    aux = {n: pmap[n].data() for n in sym.list_auxiliary_states()}
-    return sym.bind(mx.cpu(), args, aux_states=aux, grad_req="null").forward(is_train=False)
-
-
 def init_params(net, seed):
     params = net._collect_params_with_prefix()
     deconv = {id(b.weight) for _, b in walk(net) if isinstance(b, mx.gluon.nn.Conv2DTranspose)}
@@ -149,23 +141,56 @@ def init_params(net, seed):
         p.set_data(mx.nd.array(v.astype(np.float32)))
 
 
+def nd_op(op):
+    """The imperative (mx.nd) function of a symbol JSON op name."""
+    for space, name in ((mx.nd, op), (mx.nd._internal, op), (mx.nd.contrib, op.replace("_contrib_", "", 1))):
+        if hasattr(space, name):
+            return getattr(space, name)
+    raise RuntimeError(f"no mx.nd function for op {op}")
+
+
+def bn_stats_update(a, rm, rv):
+    """Rewrite running stats ``rm``/``rv`` from the stats of the BN input ``a`` (NCHW)."""
+    a = a.asnumpy().astype(np.float64)
+    n, c, h, w = a.shape
+    if n * h * w >= CALIB_MIN_SAMPLES:
+        mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
+    else:
+        mean, var = np.full(c, a.mean()), np.full(c, a.var())
+    var = np.maximum(var, 0.01 * var.mean() + 1e-12)
+    rm.set_data(mx.nd.array((mean + np.sqrt(var) * rm.data().asnumpy()).astype(np.float32)))
+    rv.set_data(mx.nd.array((var * rv.data().asnumpy()).astype(np.float32)))
+
+
 def calibrate_bn(block, x):
-    """Rewrite each BN's running stats (in graph order) from the stats of its real input."""
-    sym = as_symbol(block)
-    nodes, internals = json.loads(sym.tojson())["nodes"], sym.get_internals()
+    """Rewrite each BN's running stats (in graph order) from the stats of its real input.
+
+    One pass: the symbol's JSON nodes (topologically ordered) are evaluated imperatively with mx.nd; a
+    BatchNorm node first gets its stats from its input (as produced by the network whose earlier BNs are
+    already calibrated), then runs with them."""
+    nodes = json.loads(as_symbol(block).tojson())["nodes"]
     pmap = {p.name: p for p in block.collect_params().values()}
-    for node in (n for n in nodes if n["op"] == "BatchNorm"):
-        src = nodes[node["inputs"][0][0]]["name"] + "_output"
-        a = sym_eval(internals[src], x, block)[0].asnumpy().astype(np.float64)
-        n, c, h, w = a.shape
-        if n * h * w >= CALIB_MIN_SAMPLES:
-            mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
-        else:
-            mean, var = np.full(c, a.mean()), np.full(c, a.var())
-        var = np.maximum(var, 0.01 * var.mean() + 1e-12)
-        rm, rv = (pmap[nodes[node["inputs"][k][0]]["name"]] for k in (3, 4))
-        rm.set_data(mx.nd.array((mean + np.sqrt(var) * rm.data().asnumpy()).astype(np.float32)))
-        rv.set_data(mx.nd.array((var * rv.data().asnumpy()).astype(np.float32)))
+    uses = [0] * len(nodes)
+    for node in nodes:
+        for i in node["inputs"]:
+            uses[i[0]] += 1
+    outs = {}
+    for k, node in enumerate(nodes):
+        if node["op"] == "null":
+            outs[k] = [x if node["name"] == "data" else pmap[node["name"]].data()]
+            continue
+        if node["op"] == "BatchNorm":
+            rm, rv = (pmap[nodes[node["inputs"][j][0]]["name"]] for j in (3, 4))
+            bn_stats_update(outs[node["inputs"][0][0]][node["inputs"][0][1]], rm, rv)
+            outs.update({node["inputs"][j][0]: [p.data()] for j, p in ((3, rm), (4, rv))})
+        args = [outs[i[0]][i[1]] for i in node["inputs"]]
+        attrs = {a: v for a, v in node.get("attrs", {}).items() if not a.startswith("__")}
+        out = nd_op(node["op"])(*args, **attrs)
+        outs[k] = list(out) if isinstance(out, (list, tuple)) else [out]
+        for i in node["inputs"]:
+            uses[i[0]] -= 1
+            if not uses[i[0]]:
+                del outs[i[0]]
 
 
 def damp_residual_branches(block):
