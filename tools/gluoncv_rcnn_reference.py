@@ -117,6 +117,17 @@ def as_symbol(block):
     return mx.sym.Group(out) if isinstance(out, (list, tuple)) else out
 
 
+def resolve_shapes(net, rois=8):
+    """Resolve deferred parameter shapes with one forward pass over ``rois`` RoIs instead of the test-time
+    1000 (no shape depends on the RoI count and init_params redraws every value), then restore the counts."""
+    keep = net._rpn_test_post_nms, net.rpn._test_post_nms, net._rcnn_max_dets
+    net._rpn_test_post_nms = net.rpn._test_post_nms = net._rcnn_max_dets = rois
+    try:
+        net(mx.nd.zeros((1, 3, 256, 256)))
+    finally:
+        net._rpn_test_post_nms, net.rpn._test_post_nms, net._rcnn_max_dets = keep
+
+
 def init_params(net, seed):
     params = net._collect_params_with_prefix()
     deconv = {id(b.weight) for _, b in walk(net) if isinstance(b, mx.gluon.nn.Conv2DTranspose)}
@@ -386,7 +397,7 @@ def run_model(name, args):
     mx.random.seed(args.seed)
     net = gluoncv.model_zoo.get_model(name, pretrained=False, pretrained_base=False)
     net.initialize(ctx=mx.cpu())
-    net(mx.nd.zeros((1, 3, 256, 256)))  # resolve deferred shapes
+    resolve_shapes(net)
     init_params(net, args.seed)
     scales = calibrate(net, args.seed)
     params_path = os.path.join(args.out, f"{name}.params")
