@@ -15,3 +15,15 @@ def side_python():
     if python is None:
         pytest.skip("GluonCV side venv not found (set KSEG_GLUONCV_PYTHON or build .venv-gluoncv as .ci/run does)")
     return python
+
+
+def pytest_collection_modifyitems(items):
+    """The slowest tests first (GluonCV parity, then the full-size models): two xdist workers then share the
+    long tail of quick tests instead of one of them finishing a long test alone at the end."""
+
+    def weight(item):
+        if item.get_closest_marker("parity"):
+            return 0
+        return 1 if item.get_closest_marker("large") else 2
+
+    items.sort(key=weight)  # stable: within a weight, the collection order

@@ -123,7 +123,6 @@ def _train(config, log):
 
     distribute.split_cpu(config.cpu_devices)
     task = training_task(config, log)
-    task.check_paths()
     run_dir = Path(config.run_dir or os.path.join("runs", task.name))
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -141,7 +140,8 @@ def _train(config, log):
         train_set = val_set = None
         steps = 100  # nominal: the data set is not read
     else:
-        train_set, val_set = task.datasets()
+        train_set, val_set = task.datasets()  # writes the procedural data set first, where asked
+        task.check_paths()
         steps = count_steps(len(train_set), config.batch_size)
     total_steps = config.epochs * steps
 

@@ -77,13 +77,19 @@ def test_mirrored_strategy_on_two_logical_cpus(data_root, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["steps"] == 3
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def exact_runs(data_root, tmp_path_factory):
+    """The arguments of the exact-resume tests and an uninterrupted run of them (seeded, deterministic)."""
     common = [*TINY, f"--dataset-dir={data_root}", "--epochs=3", "--checkpoint-steps=1", "--deterministic",
-              "--val-every=0"]
-    straight = tmp_path / "straight"
+              "--val-every=0", "--aux"]
+    straight = tmp_path_factory.mktemp("straight")
     result = train(*common, f"--run-dir={straight}")
     assert result.returncode == 0, output_of(result)
+    return common, straight
 
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(exact_runs, tmp_path):
+    common, straight = exact_runs
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={killed}"],
@@ -108,12 +114,11 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
     assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", killed / "fcn_resnet18_v1b_ade.weights.h5")
 
 
-def test_stop_and_resume_mid_epoch_is_exact(data_root, tmp_path):
-    common = [*TINY, f"--dataset-dir={data_root}", "--epochs=2", "--deterministic", "--val-every=0", "--aux"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    assert train(*common, f"--run-dir={straight}").returncode == 0
+def test_stop_and_resume_mid_epoch_is_exact(exact_runs, tmp_path):
+    common, straight = exact_runs
+    split = tmp_path / "split"
     first = train(*common, f"--run-dir={split}", "--stop-after-steps=2")
-    assert first.returncode == 0 and "Stopped at step 2 of 6" in first.stdout, output_of(first)
+    assert first.returncode == 0 and "Stopped at step 2 of 9" in first.stdout, output_of(first)
     second = train(*common, f"--run-dir={split}")
     assert second.returncode == 0, output_of(second)
     assert_same_weights(straight / "checkpoint.weights.h5", split / "checkpoint.weights.h5")
