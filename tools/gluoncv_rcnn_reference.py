@@ -400,6 +400,8 @@ def run_model(name, args):
     resolve_shapes(net)
     init_params(net, args.seed)
     scales = calibrate(net, args.seed)
+    if args.rois:  # after the calibration, which is the same whatever the test-time counts
+        net._rpn_test_post_nms = net.rpn._test_post_nms = net._rcnn_max_dets = args.rois
     params_path = os.path.join(args.out, f"{name}.params")
     atomic_write(params_path, net.save_parameters)
     saved = mx.nd.load(params_path)
@@ -482,6 +484,8 @@ def main(argv=None):
     ap.add_argument("--short", type=int, default=320)
     ap.add_argument("--max-size", type=int, default=512)
     ap.add_argument("--interp", type=int, default=2, help="2 = load_test (area), 1 = val transform (bilinear)")
+    ap.add_argument("--rois", type=int, default=None,
+                    help="test-time proposals and detections kept (GluonCV's own: 1000); the weights do not change")
     ap.add_argument("--out")
     ap.add_argument("--no-check", action="store_true",
                     help="skip net(x) and its bit-identity check against the staged run (half the time)")
