@@ -16,6 +16,10 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from kseg.utils.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up lines say nothing to a user
+
 from kseg.cli import flags as kflags  # noqa: E402
 from kseg.cli.evaluate_command import define_test_flags, run_test  # noqa: E402
 
@@ -24,15 +28,25 @@ kflags.define_data_flags()
 define_test_flags()
 
 
+flags.DEFINE_boolean("debug", False, "Full tracebacks instead of one-line errors.")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
     from kseg.weights.download import DownloadError
 
+    debug = flags.FLAGS.debug or bool(os.environ.get("KSEG_DEBUG"))
     try:
         run_test(flags.FLAGS)
-    except (ValueError, FileNotFoundError, DownloadError) as error:
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.exit(130)
+    except (ValueError, TypeError, OSError, DownloadError) as error:
+        if debug:
+            raise
         sys.exit(f"test.py: {error}")
 
 

@@ -64,15 +64,19 @@ class ModelTestHarness:
             assert restored.metadata == model.metadata
         return restored
 
-    def run_saving_test(self, model, tmp_path, images):
-        expected = as_dict(model(images, training=False))
-
+    @staticmethod
+    def _keras_file_round_trip(model, tmp_path):
         path = os.path.join(tmp_path, "model.keras")
         model.save(path)
         restored = keras.models.load_model(path)
         assert isinstance(restored, model.__class__)
         if hasattr(model, "metadata"):
             assert restored.metadata == model.metadata
+        return restored
+
+    def run_saving_test(self, model, tmp_path, images):
+        expected = as_dict(model(images, training=False))
+        restored = self._keras_file_round_trip(model, tmp_path)
         self._assert_outputs_equal(as_dict(restored(images, training=False)), expected)
 
         weights = os.path.join(tmp_path, "model.weights.h5")
@@ -82,17 +86,21 @@ class ModelTestHarness:
         self._assert_outputs_equal(as_dict(fresh(images, training=False)), expected)
 
     def run_weights_saving_test(self, model, tmp_path):
-        """``.keras`` and ``.weights.h5`` files restore every weight (for models too slow to run here)."""
+        """A ``.keras`` file, loaded under another global dtype policy, restores the config, the dtype of every
+        layer, the metadata and every weight (for models too slow to run here); returns the restored model."""
         path = os.path.join(tmp_path, "model.keras")
         model.save(path)
-        restored = keras.models.load_model(path)
+        with global_policy("float32" if model.dtype_policy.name != "float32" else "mixed_bfloat16"):
+            restored = keras.models.load_model(path)
         assert isinstance(restored, model.__class__)
+        assert restored.get_config() == model.get_config()
+        assert compute_dtypes(restored) == compute_dtypes(model)
         if hasattr(model, "metadata"):
             assert restored.metadata == model.metadata
-        assert restored.get_config() == model.get_config()
         assert len(restored.weights) == len(model.weights)
         for ours, theirs in zip(restored.weights, model.weights, strict=True):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=theirs.path)
+        return restored
 
     def run_jit_test(self, model, images, atol=1e-5):
         eager = as_dict(model(images, training=False))

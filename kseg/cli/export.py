@@ -71,7 +71,7 @@ def export(model_name, weights, out, num_classes=None, version=1, xla=False, ove
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass --overwrite or another --version")
     if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
-        raise FileNotFoundError(f"Weights file not found: {weights}")
+        raise FileNotFoundError(f"--weights: no file {weights}")
     # Another class count than the preset's takes a fine-tuned file of that many classes (strict).
     model = kseg.models.get(model_name, weights=weights, num_classes=num_classes, strict=True)
     task_options = {"include_probabilities": probabilities} if preset.task == SEMANTIC else {}
@@ -118,7 +118,7 @@ def main(argv, flag_values=FLAGS):
             probabilities=flag_values.probabilities,
         )
     except (ValueError, TypeError, OSError) as error:  # OSError: missing weights, an existing version
-        print(f"error: {error}", file=sys.stderr)
+        print(f"kseg export: {error}", file=sys.stderr)
         return 1
     from kseg.export import read_metadata
 

@@ -30,7 +30,7 @@ COMMANDS = {
 
 
 def _usage():
-    lines = [__doc__.split("\n")[0], "", "usage: kseg COMMAND [--help] ...", "", "commands:"]
+    lines = [__doc__.split("\n")[0], "", "usage: kseg COMMAND [--help] [--debug] ...", "", "commands:"]
     lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -180,8 +180,14 @@ HANDLERS = {"list": _list, "info": _info, "convert": _convert, "predict": _predi
             "bench": _bench}
 
 
+# The commands that need TensorFlow (list and info read the tables alone).
+NEEDS_TENSORFLOW = {"convert", "predict", "export", "bench"}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # full tracebacks instead of one-line errors, for any command
+    argv = [arg for arg in argv if arg != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -195,6 +201,15 @@ def main(argv=None):
         return 2
     from kseg.weights.download import DownloadError
 
+    if command in NEEDS_TENSORFLOW and not any(arg in ("-h", "--help") for arg in rest):
+        from kseg.utils.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+    if debug:
+        import keras
+
+        keras.config.disable_traceback_filtering()
+        return HANDLERS[command](rest)
     try:
         return HANDLERS[command](rest)
     except SystemExit as exit_:  # argparse (2) and the tools' own messages (a string: 1)
@@ -205,9 +220,21 @@ def main(argv=None):
     except BrokenPipeError:  # output piped into head & co.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
         return 0
+    except KeyboardInterrupt:
+        print(f"kseg {command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, DownloadError) as error:
-        print(f"kseg {command}: {error}", file=sys.stderr)
+        print(f"kseg {command}: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error):
+    """An error as one line: Keras wraps a model's own message in several, with the call's arguments."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:  # Keras: "Exception encountered when calling X.call().", then the message itself
+        if not line.startswith(("Exception encountered when calling", "Arguments received by")):
+            return line.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return lines[0] if lines else type(error).__name__
 
 
 def entry_point():

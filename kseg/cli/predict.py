@@ -10,9 +10,11 @@ GluonCV's evaluation protocol instead (scales 0.5-1.75, flipped, crop windows).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from kseg.presets import CLASSES_BY_DATASET, DATASET_KEYS, INSTANCE, SEMANTIC, get_preset
+from kseg.utils.limits import PREDICT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 
 
 def parse_args(argv):
@@ -29,6 +31,11 @@ def parse_args(argv):
     parser.add_argument("--crop-size", type=int, help="with --multi-scale: GluonCV's crop size (default: the model's)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask, in [0, 1]")
     parser.add_argument("--score-threshold", type=float, default=0.5, help="Mask R-CNN: draw detections above this")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"skip larger images, which would not fit in memory (default {DEFAULT_MAX_PIXELS:,}; "
+                        "0: no limit)")
+    parser.add_argument("--window-batch", type=int, default=2,
+                        help="with --multi-scale: crop windows per model call (more is faster, and takes more memory)")
     args = parser.parse_args(argv)
     single_scale_only = [flag for flag, given in (("--no-flip", args.no_flip), ("--base-size", args.base_size),
                                                   ("--crop-size", args.crop_size)) if given]
@@ -39,31 +46,50 @@ def parse_args(argv):
             parser.error(f"{flag} must be positive, got {size}")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must lie in [0, 1], got {args.alpha}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        parser.error(f"--score-threshold must lie in [0, 1], got {args.score_threshold}")
+    if args.max_pixels < 0:
+        parser.error(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
+    if args.window_batch < 1:
+        parser.error(f"--window-batch must be positive, got {args.window_batch}")
     return args
 
 
 def check_files(args):
-    """Name missing files and clashing outputs before TensorFlow and the model load."""
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if missing:
-        raise SystemExit(f"Image not found: {', '.join(missing)}")
+    """Name missing and unreadable images and clashing outputs before TensorFlow and the model load.
+
+    Returns ``(path, reason)`` of the images that cannot be predicted; when no image can, that is an error.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    unreadable = []
+    from kseg.data.preprocessing import exif_orientation
+
+    bad = []
     for path in args.images:  # opening reads the header only: cheap, and before any model or download
+        if not path.is_file():
+            bad.append((path, "Image not found"))
+            continue
         try:
             with Image.open(path):
                 pass
-        except (UnidentifiedImageError, OSError) as error:
-            unreadable.append(f"{path} ({error})")
-    if unreadable:
-        raise SystemExit(f"Not an image file PIL can read: {'; '.join(unreadable)}")
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            bad.append((path, f"Not an image file PIL can read ({error})"))
+            continue
+        orientation = exif_orientation(path)
+        if orientation not in (None, 1):
+            print(f"{path.name}: its EXIF orientation ({orientation}) is ignored: kseg reads the pixels as stored, "
+                  "as GluonCV does", file=sys.stderr)
+    if len(bad) == len(args.images):
+        raise SystemExit("; ".join(f"{reason}: {path}" for path, reason in bad))
     stems = [p.stem for p in args.images]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise SystemExit(f"Several images share the name {', '.join(clashes)}; their PNGs would overwrite each other")
     if args.weights.lower() not in ("pretrained", "none") and not Path(args.weights).is_file():
-        raise SystemExit(f"Weights file not found: {args.weights}")
+        raise SystemExit(f"--weights: no file {args.weights}")
+    for path, reason in bad:
+        print(f"{path}: skipped: {reason}", file=sys.stderr)
+    return bad
 
 
 def check_dataset(args, preset):
@@ -84,14 +110,15 @@ def make_predictor(args, model):
     if model.metadata.task == INSTANCE:
         return InstancePredictor(model, score_threshold=args.score_threshold, exact_masks=False)
     if args.multi_scale:
-        return MultiScalePredictor(model, args.base_size, args.crop_size, flip=not args.no_flip, jit_compile=None)
+        return MultiScalePredictor(model, args.base_size, args.crop_size, flip=not args.no_flip,
+                                   max_batch=args.window_batch, jit_compile=None, verbose=1)
     return Predictor(model, jit_compile=None)
 
 
 def main(argv=None):
     """Run the command; returns what was written for every image (see ``kseg.evaluation.predict_files``)."""
     args = parse_args(argv)
-    check_files(args)
+    bad = check_files(args)
     try:
         preset = get_preset(args.model)
     except ValueError as error:
@@ -113,7 +140,16 @@ def main(argv=None):
         model = kseg.models.get(args.model, weights=args.weights, strict=True)
     except (FileNotFoundError, DownloadError) as error:
         raise SystemExit(str(error)) from None
-    return predict_files(make_predictor(args, model), args.images, args.out, dataset, args.alpha)
+    readable = [path for path in args.images if path not in {p for p, _ in bad}]
+    failed = []
+    written = predict_files(make_predictor(args, model), readable, args.out, dataset, args.alpha,
+                            max_pixels=args.max_pixels, failed=failed)
+    failed = bad + failed
+    if failed:
+        hint = " (--max-pixels 0 lifts the size limit)" if any("declares" in why for _, why in failed) else ""
+        raise SystemExit(f"{len(failed)} of {len(args.images)} image(s) not predicted{hint}: "
+                         + ", ".join(str(path) for path, _ in failed))
+    return written
 
 
 if __name__ == "__main__":

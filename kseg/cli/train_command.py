@@ -7,6 +7,7 @@ the flags are made from the fields, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from absl import flags
 
@@ -54,4 +55,10 @@ def config_from_flags(flag_values=FLAGS) -> TrainConfig:
         elif isinstance(value, list):
             value = tuple(value)
         values[field.name] = value
-    return TrainConfig(**values)
+    try:
+        return TrainConfig(**values)
+    except (TypeError, ValueError) as error:  # the library names its fields; the command line, its flags
+        message = str(error)
+        for field in dataclasses.fields(TrainConfig):
+            message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", "--" + flag_name(field.name), message)
+        raise type(error)(message) from None

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kseg.utils.quiet import progress_bar
+
 if TYPE_CHECKING:
     import keras
 
@@ -97,7 +99,6 @@ def evaluate_coco(
         >>> report = evaluate_coco(model, "/data/coco", "val2017", max_images=50)
         >>> report["bbox"]["AP"], report["segm"]["AP"]
     """
-    import keras
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -113,7 +114,7 @@ def evaluate_coco(
     predictor = InstancePredictor(model, short, max_size, score_threshold=0.001, exact_masks=True,
                                   jit_compile=jit_compile)
     results, started = [], time.perf_counter()
-    progress = keras.utils.Progbar(len(image_ids), unit_name="image", verbose=verbose)
+    progress = progress_bar(len(image_ids), unit_name="image", verbose=verbose)
     for done, image_id in enumerate(image_ids, start=1):
         info = coco.loadImgs(image_id)[0]
         instances = predictor.predict(load_image(image_dir / info["file_name"]))

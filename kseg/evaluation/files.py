@@ -23,14 +23,19 @@ from kseg.evaluation.instance import InstancePredictor
 from kseg.evaluation.predictor import Predictor
 from kseg.models import metadata_of
 from kseg.presets import INSTANCE
+from kseg.utils.limits import PREDICT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from kseg.utils.quiet import progress_bar, writes_to_terminal
+
+LARGE = 1 << 21  # images over 2 megapixels get a line of their own before they are predicted
 
 if TYPE_CHECKING:
     from kseg.evaluation.multiscale import MultiScalePredictor
 
 
 def _say(line, bar_drawn):
-    """Print above the progress bar: clear its line first (Keras redraws it below, with no newline until done)."""
-    if bar_drawn:
+    """Print above the progress bar: on a terminal, clear its line first (Keras redraws it below); in a log
+    file, plain lines only."""
+    if bar_drawn and writes_to_terminal():
         sys.stdout.write("\r\033[K")
     print(line, flush=True)
 
@@ -66,6 +71,8 @@ def predict_files(
     out_dir: str | Path,
     dataset: str | None = None,
     alpha: float = 0.5,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    failed: list | None = None,
 ) -> list:
     """Predict every image file and write its pictures into ``out_dir``; returns what was written, image by image.
 
@@ -75,9 +82,13 @@ def predict_files(
         image_paths: image files (anything PIL reads).
         dataset: semantic models: the palette's data set; None: the model's own.
         alpha: opacity of the masks over the image.
+        max_pixels: larger images are refused (their activations would not fit a machine's memory; a
+            3-megapixel photo takes about 7 GB in a ResNet-101 model); 0 or None lifts the limit.
+        failed: where given, an image that cannot be read or is too large is reported on stderr, appended
+            here as ``(path, reason)`` and skipped; otherwise the first one raises.
 
-    Returns ``(mask_path, overlay_path)`` per image for semantic models, the
-    ``{stem}_instances.png`` path per image for Mask R-CNN.
+    Returns ``(mask_path, overlay_path)`` per image predicted for semantic models,
+    the ``{stem}_instances.png`` path per image for Mask R-CNN.
 
     Example:
         >>> model = kseg.models.get("psp_resnet101_ade", weights="pretrained")
@@ -90,10 +101,19 @@ def predict_files(
     dataset = dataset or metadata.dataset
     out_dir = Path(out_dir)
     paths = [Path(p) for p in image_paths]
-    progress = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 else None
+    progress = progress_bar(len(paths), unit_name="image") if len(paths) > 1 else None
     written = []
     for i, path in enumerate(paths):
-        image = load_image(path)
+        try:
+            image = load_image(path, max_pixels=max_pixels or None)
+        except (ValueError, FileNotFoundError) as error:
+            if failed is None:
+                raise
+            failed.append((path, str(error)))
+            _say(f"{path.name}: skipped: {error}", progress is not None and i > 0)
+            continue
+        if image.shape[0] * image.shape[1] > LARGE:
+            _say(f"{path.name}: {image.shape[1]} x {image.shape[0]} pixels, predicting...", progress is not None and i)
         if metadata.task == INSTANCE:
             result, line = _instance_pictures(predictor, image, path, out_dir, alpha)
         else:

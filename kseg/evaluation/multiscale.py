@@ -34,6 +34,7 @@ from kseg.evaluation.grid import GLUONCV_SCALES, normalized_black, plan_scale
 from kseg.evaluation.predictor import CompiledCall, _Compiled, main_logits, normalized_images
 from kseg.models import metadata_of
 from kseg.ops import resize_bilinear_align_corners
+from kseg.utils.quiet import progress_bar
 
 
 def chunk_sizes(total, largest):
@@ -76,6 +77,7 @@ class MultiScalePredictor(_Compiled):
             False, or None for XLA on GPUs and TPUs.
         mean, std: the normalisation of the images, which defines the black used for padding;
             None: the model's own.
+        verbose: 1 shows a progress bar over each image's windows (``kseg predict --multi-scale``).
 
     Example:
         >>> predictor = MultiScalePredictor(kseg.models.get("fcn_resnet50_ade", weights="pretrained"))
@@ -93,6 +95,7 @@ class MultiScalePredictor(_Compiled):
         jit_compile: bool | None = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        verbose: int = 0,
     ):
         preprocessing = metadata_of(model).preprocessing
         base_size = base_size or preprocessing.resize.base_size
@@ -107,6 +110,7 @@ class MultiScalePredictor(_Compiled):
         self.scales = tuple(float(s) for s in scales)
         self.flip = bool(flip)
         self.max_batch = int(max_batch)
+        self.verbose = int(verbose)
         self.pad_value = tf.constant(normalized_black(mean, std))
         self._call = CompiledCall(self._score_windows, jit_compile)
 
@@ -158,9 +162,13 @@ class MultiScalePredictor(_Compiled):
         windows = tf.concat([self._windows(image, plan) for plan in plans], axis=0)
 
         total, done, queue, start = None, [], list(plans), 0
-        for size in chunk_sizes(int(windows.shape[0]), self.windows_per_call):
+        count = int(windows.shape[0])
+        progress = progress_bar(count, unit_name="window") if self.verbose else None
+        for size in chunk_sizes(count, self.windows_per_call):
             done.append(self._call(windows[start : start + size]))
             start += size
+            if progress is not None:
+                progress.update(start)
             while queue and sum(int(d.shape[0]) for d in done) >= queue[0].num_windows:
                 plan = queue.pop(0)
                 ready = tf.concat(done, axis=0) if len(done) > 1 else done[0]

@@ -18,26 +18,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from kseg.models.inputs import check_images
 from kseg.ops.runtime import resolve_jit
 
 
 def normalized_images(images, ranks=(3, 4), what="images"):
-    """``images`` as float32, refusing what cannot be normalised RGB: integer pixels, other channel counts.
-
-    uint8 pixels would run through the model without complaint and give
-    garbage; they need ``kseg.data.normalize_image`` first.
-    """
-    images = tf.convert_to_tensor(images)
-    if not images.dtype.is_floating:
-        raise TypeError(
-            f"{what} must be float images normalised with the ImageNet mean and std "
-            f"(kseg.data.normalize_image(uint8_rgb)), got {images.dtype.name}"
-        )
-    shape = images.shape
-    if shape.rank not in ranks or shape[-1] != 3:
-        layouts = " or ".join({3: "[H, W, 3]", 4: "[B, H, W, 3]"}[r] for r in ranks)
-        raise ValueError(f"{what} must be RGB, {layouts}, got shape {tuple(shape)}")
-    return tf.cast(images, tf.float32)
+    """``images`` as float32, refusing what cannot be normalised RGB (:func:`kseg.models.inputs.check_images`)."""
+    return tf.cast(check_images(images, what, ranks), tf.float32)
 
 
 def main_logits(outputs):

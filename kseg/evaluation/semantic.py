@@ -32,6 +32,7 @@ from kseg.evaluation.submission import save_submission
 from kseg.metrics import ConfusionMatrix
 from kseg.models import metadata_of
 from kseg.utils.io import write_atomic
+from kseg.utils.quiet import progress_bar
 
 
 @dataclasses.dataclass
@@ -148,7 +149,7 @@ def evaluate_semantic(
         batch_size = settings.batch_size
 
     total = len(dataset) if settings.max_images is None else min(len(dataset), settings.max_images)
-    progress = keras.utils.Progbar(total, stateful_metrics=["pixAcc", "mIoU"], verbose=verbose)
+    progress = progress_bar(total, stateful_metrics=["pixAcc", "mIoU"], verbose=verbose)
     matrix = ConfusionMatrix(dataset.num_classes)
     out_dir = Path(out_dir) if out_dir is not None else None
     start, done = time.perf_counter(), 0

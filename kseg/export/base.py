@@ -32,56 +32,157 @@ from kseg.ops.runtime import stock_tf_ops
 
 METADATA_FILE = "kseg_metadata.json"
 FORMAT = "kseg-saved-model/2"
-IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
-MAX_SIDE = 16384  # larger images are refused in the graph, before any kernel allocates for them
+# Declared of any rank: TF-Serving's C++ feeds take a declared shape on trust, and a declared rank would let
+# the graph fold the rank check away; the graph checks the rank itself (validate_images).
+IMAGES_SPEC = tf.TensorSpec(None, tf.uint8, name="images")
+BYTES_SPEC = tf.TensorSpec(None, tf.string, name="image_bytes")
+MAX_SIDE = 8192  # larger images are refused in the graph, before any kernel allocates for them
+MAX_PIXELS = 1 << 26  # per request (batch x height x width): 64 megapixels
 SAME_SIZE_MESSAGE = (
     "serving_bytes: all images of one request must have the same height and width; "
     "send images of other sizes in separate requests"
 )
 
 
-def decode_image(data):
+def _big_endian(data, start, length):
+    digits = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
+    return tf.reduce_sum(digits * tf.constant([256**i for i in reversed(range(length))], tf.int64))
+
+
+def _little_endian(data, start, length):
+    digits = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
+    return tf.reduce_sum(digits * tf.constant([256**i for i in range(length)], tf.int64))
+
+
+def encoded_size(data):
+    """``(height, width)`` an encoded image declares in its header, read without decoding it (int64).
+
+    JPEG (its SOF marker), PNG (IHDR), GIF (the logical screen) and BMP (the
+    info header); anything else is refused. Checking it first keeps a small
+    file that declares a huge image (a decompression bomb) from reaching the
+    decoder, which would allocate for it.
+    """
+    length = tf.strings.length(data)
+    signature = tf.strings.substr(data, 0, 4)
+    is_png, is_gif, is_bmp = signature == b"\x89PNG", signature == b"GIF8", tf.strings.substr(data, 0, 2) == b"BM"
+
+    def check_length(needed, kind):
+        return tf.debugging.assert_greater_equal(length, needed, message=f"image_bytes: a truncated {kind} file")
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(data, output_type=tf.int64)
+        return shape[0], shape[1]
+
+    def png():
+        with tf.control_dependencies([check_length(24, "PNG")]):
+            return _big_endian(data, 20, 4), _big_endian(data, 16, 4)
+
+    def gif():
+        with tf.control_dependencies([check_length(10, "GIF")]):
+            return _little_endian(data, 8, 2), _little_endian(data, 6, 2)
+
+    def bmp():
+        with tf.control_dependencies([check_length(26, "BMP")]):
+            height = _little_endian(data, 22, 4)
+            height = tf.where(height >= 2**31, 2**32 - height, height)  # a negative height is a top-down BMP
+            return height, _little_endian(data, 18, 4)
+
+    def unknown():
+        check = tf.debugging.Assert(False, ["image_bytes: not a JPEG, PNG, GIF or BMP file"])
+        with tf.control_dependencies([check]):
+            return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+
+    return tf.case(
+        [(tf.io.is_jpeg(data), jpeg), (is_png, png), (is_gif, gif), (is_bmp, bmp)], default=unknown, exclusive=True
+    )
+
+
+def decode_image(data, max_side=MAX_SIDE):
     """One encoded image (JPEG, PNG, BMP, GIF's first frame) -> RGB uint8 ``[H, W, 3]``.
 
-    JPEGs are decoded with libjpeg's accurate integer DCT, which gives the very
-    pixels PIL gives (``kseg.data.preprocessing.load_image``); ``tf.io.decode_image``'s
+    The header's size is checked against ``max_side`` before decoding. JPEGs
+    are decoded with libjpeg's accurate integer DCT, which gives the very pixels
+    PIL gives (``kseg.data.preprocessing.load_image``); ``tf.io.decode_image``'s
     default (the fast DCT) differs from them on most pixels.
+
+    Example:
+        >>> png = tf.io.encode_png(tf.zeros([4, 6, 3], tf.uint8))
+        >>> decode_image(png).shape
+        TensorShape([4, 6, 3])
     """
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
-    )
+    height, width = encoded_size(data)
+    check = tf.debugging.assert_less_equal(
+        tf.maximum(height, width), tf.constant(max_side, tf.int64),
+        message=f"image_bytes: the image declares a side over {max_side} pixels",
+    )  # fmt: skip
+    with tf.control_dependencies([check]):
+        image = tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+        )
     return tf.ensure_shape(image, [None, None, 3])
 
 
 def decode_batch(image_bytes):
-    """A ``[B]`` string tensor of encoded images of one size -> uint8 ``[B, H, W, 3]``."""
-    tf.debugging.assert_positive(tf.size(image_bytes), message="serving_bytes: image_bytes holds no image")
-    size = tf.shape(decode_image(image_bytes[0]))[:2]
+    """A ``[B]`` string tensor of encoded images of one size -> uint8 ``[B, H, W, 3]`` (``B`` may be 0).
 
-    def decode_one(data):
-        image = decode_image(data)
-        check = tf.debugging.assert_equal(tf.shape(image)[:2], size, message=SAME_SIZE_MESSAGE)
-        with tf.control_dependencies([check]):
-            return tf.identity(image)
+    Example:
+        >>> png = tf.io.encode_png(tf.zeros([4, 6, 3], tf.uint8))
+        >>> decode_batch(tf.stack([png, png])).shape
+        TensorShape([2, 4, 6, 3])
+    """
+    rank = tf.debugging.assert_equal(tf.rank(image_bytes), 1, message="image_bytes must be a list of encoded images")
+    with tf.control_dependencies([rank]):
+        image_bytes = tf.reshape(image_bytes, [-1])
 
-    return tf.map_fn(decode_one, image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    def decode_all():
+        size = tf.shape(decode_image(image_bytes[0]))[:2]
+
+        def decode_one(data):
+            image = decode_image(data)
+            check = tf.debugging.assert_equal(tf.shape(image)[:2], size, message=SAME_SIZE_MESSAGE)
+            with tf.control_dependencies([check]):
+                return tf.identity(image)
+
+        return tf.map_fn(decode_one, image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+    return tf.cond(tf.size(image_bytes) > 0, decode_all, lambda: tf.zeros([0, 0, 0, 3], tf.uint8))
 
 
-def validate_images(images, max_side=MAX_SIDE):
-    """``images`` once the graph has checked them: a non-empty batch, sides of 1..``max_side`` pixels."""
-    shape = tf.shape(images)
+def validate_images(images, max_side=MAX_SIDE, max_pixels=MAX_PIXELS):
+    """``images`` once the graph has checked them, as uint8 ``[B, H, W, 3]``: rank 4, three channels, sides of
+    1..``max_side`` pixels, at most ``max_pixels`` in all; a clear ``InvalidArgumentError`` otherwise. Nothing
+    downstream runs before the checks (a convolution given a tensor of another rank aborts the process).
+
+    Example:
+        >>> validate_images(tf.zeros([2, 8, 8, 3], tf.uint8)).shape
+        TensorShape([2, 8, 8, 3])
+    """
+    rank = tf.debugging.assert_equal(
+        tf.rank(images), 4, message="images must be uint8 [batch, height, width, 3]; the rank is not 4"
+    )
+    with tf.control_dependencies([rank]):
+        shape = tf.cast(tf.shape(images), tf.int64)
+    sides = shape[1:3]
     checks = [
-        tf.debugging.assert_positive(shape[0], message="images: the batch holds no image"),
-        tf.debugging.assert_positive(shape[1:3], message="images: height and width must be at least 1"),
-        tf.debugging.assert_less_equal(
-            shape[1:3], max_side, message=f"images: height and width must be at most {max_side} pixels"
+        tf.debugging.assert_equal(shape[3], tf.constant(3, tf.int64), message="images must have 3 channels (RGB)"),
+        # An empty batch is answered with empty outputs, whatever its sides; an image has at least one pixel.
+        tf.debugging.Assert(
+            tf.logical_or(tf.equal(shape[0], 0), tf.reduce_all(sides > 0)),
+            ["images: height and width must be at least 1"],
         ),
-    ]
+        tf.debugging.assert_less_equal(
+            sides, tf.constant(max_side, tf.int64), message=f"images: height and width must be at most {max_side}"
+        ),
+        tf.debugging.assert_less_equal(
+            tf.reduce_prod(shape[:3]), tf.constant(max_pixels, tf.int64),
+            message=f"images: a request holds at most {max_pixels} pixels (batch x height x width)",
+        ),
+    ]  # fmt: skip
     with tf.control_dependencies(checks):
-        return tf.identity(images)
+        images = tf.identity(images)
+    return tf.ensure_shape(images, [None, None, None, 3])
 
 
 class _Untracked:
@@ -89,6 +190,13 @@ class _Untracked:
 
     def __init__(self, value):
         self.value = value
+
+
+# What the inputs must be (the graph checks it; the SavedModel declares any rank, see IMAGES_SPEC).
+INPUT_CONTRACT = {
+    "images": {"dtype": "uint8", "shape": [-1, -1, -1, 3]},
+    "image_bytes": {"dtype": "string", "shape": [-1]},
+}
 
 
 def _tensor_info(spec):
@@ -154,14 +262,22 @@ class ExportModule(tf.Module):
         return self.model(*args, training=False, **kwargs)
 
     def serve(self, images):
-        """uint8 ``[B, H, W, 3]`` (checked) -> the signature's outputs."""
+        """uint8 ``[B, H, W, 3]`` (checked, ``B`` at least 1) -> the signature's outputs."""
         raise NotImplementedError
 
+    def empty_outputs(self, images):
+        """The outputs of an empty batch (``images`` ``[0, H, W, 3]``): each output with no rows."""
+        raise NotImplementedError
+
+    def _serve_checked(self, images):
+        images = validate_images(images)
+        return tf.cond(tf.shape(images)[0] > 0, lambda: self.serve(images), lambda: self.empty_outputs(images))
+
     def _serve_images(self, images):
-        return self.serve(validate_images(images))
+        return self._serve_checked(images)
 
     def _serve_bytes(self, image_bytes):
-        return self.serve(validate_images(decode_batch(image_bytes)))
+        return self._serve_checked(decode_batch(image_bytes))
 
     def signatures(self) -> dict:
         return {"serving_default": self.serving_default, "serving_bytes": self.serving_bytes}
@@ -178,7 +294,7 @@ class ExportModule(tf.Module):
         signatures = {}
         for name, function in self.signatures().items():
             concrete = function.get_concrete_function()
-            inputs = {spec.name: _tensor_info(spec) for spec in concrete.structured_input_signature[0]}
+            inputs = {spec.name: INPUT_CONTRACT[spec.name] for spec in concrete.structured_input_signature[0]}
             outputs = {key: _tensor_info(spec) for key, spec in concrete.structured_outputs.items()}
             signatures[name] = {"inputs": inputs, "outputs": outputs}
         signatures["serving_bytes"]["notes"] = (
@@ -199,7 +315,9 @@ class ExportModule(tf.Module):
             "preprocessing": metadata.preprocessing.to_config(),
             "input": {
                 "layout": "NHWC, RGB",
-                "values": f"uint8, 0..255; height and width 1..{MAX_SIDE}",
+                "values": f"uint8, 0..255; height and width 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels a request",
+                "validation": "inside the graph: a request of another rank, channel count or size is refused "
+                "with InvalidArgumentError; an empty batch is answered with empty outputs",
                 "normalization": "inside the graph: (x / 255 - mean) / std",
             },
             "signatures": signatures,

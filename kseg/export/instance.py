@@ -79,5 +79,15 @@ class InstanceExportModule(ExportModule):
             "num_detections": count,
         }
 
+    def empty_outputs(self, images):
+        height, width, k = tf.shape(images)[1], tf.shape(images)[2], self.max_detections
+        return {
+            "detection_boxes": tf.zeros([0, k, 4], tf.float32),
+            "detection_classes": tf.zeros([0, k], tf.int32),
+            "detection_scores": tf.zeros([0, k], tf.float32),
+            "detection_masks": tf.zeros([0, k, height, width], tf.uint8),
+            "num_detections": tf.zeros([0], tf.int32),
+        }
+
     def task_metadata(self):
         return {"max_detections": self.max_detections, "canvas": self.canvas}

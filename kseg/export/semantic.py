@@ -51,5 +51,12 @@ class SemanticExportModule(ExportModule):
             outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
         return outputs
 
+    def empty_outputs(self, images):
+        shape = tf.shape(images)
+        outputs = {"class_map": tf.zeros([0, shape[1], shape[2]], tf.int32)}
+        if self.include_probabilities:
+            outputs["probabilities"] = tf.zeros([0, shape[1], shape[2], self.metadata.num_classes], tf.float32)
+        return outputs
+
     def task_metadata(self):
         return {"probabilities": self.include_probabilities}

@@ -66,6 +66,12 @@ def quiet_load_weights(model: keras.Model, path) -> None:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+def _gist(error: Exception, limit: int = 200) -> str:
+    """The first line of an error, cut short: Keras' load errors carry whole tensors."""
+    line = next((text.strip() for text in str(error).splitlines() if text.strip()), type(error).__name__)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def load_keras_weights(
     model: keras.Model, path, variants: Sequence[Callable[[], keras.Model]] = (), strict: bool = False
 ) -> list[str]:
@@ -74,13 +80,13 @@ def load_keras_weights(
         quiet_load_weights(model, path)
         return []
     except Exception as direct_error:  # noqa: BLE001 - the variants are tried next, and both errors reported
-        errors = [f"as built: {direct_error}"]
+        errors = [f"as built: {_gist(direct_error)}"]
     for build in variants:
         candidate = build()
         try:
             quiet_load_weights(candidate, path)
         except Exception as error:  # noqa: BLE001
-            errors.append(str(error))
+            errors.append(_gist(error))
             continue
         skipped = transfer_weights(candidate, model)
         if strict and skipped:

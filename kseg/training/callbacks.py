@@ -7,6 +7,9 @@ a run killed at any moment resumes from the last complete checkpoint.
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -129,3 +132,38 @@ class StopAfterSteps(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.limit is not None and int(self.model.optimizer.iterations.numpy()) >= self.limit:
             self.model.stop_training = True
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """The first Ctrl-C (SIGINT) ends training after the running step, with a checkpoint; a second one at once.
+
+    Installed only in the main thread (Python delivers signals there); the
+    previous handler is put back when training ends.
+    """
+
+    def __init__(self, checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.interrupted = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print("\nInterrupted: stopping after this step, with a checkpoint (Ctrl-C again: at once)", file=sys.stderr,
+              flush=True)
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.interrupted:
+            self.model.stop_training = True
+            self.checkpoint.save()
+
+    def on_train_end(self, logs=None):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

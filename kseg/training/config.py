@@ -43,7 +43,9 @@ class TrainConfig:
     output_stride: int = _field(8, "Backbone output stride (8 as published, 16 is faster).")
     aux: bool = _field(False, "Train with the auxiliary FCN head on c4.")
     syncbn: bool = _field(False, "Synchronized BatchNormalization across replicas.")
-    init_from: str | None = _field(None, "Start from a zoo entry's published weights (a name) or a weights file.")
+    init_from: str | None = _field(
+        None, "Start from a zoo entry's published weights (its name; 'pretrained': the --model-zoo entry's) or a file."
+    )
     pretrained_backbone: str | None = _field(
         None, "A GluonCV ImageNet backbone: its name (e.g. resnet101_v1s, fetched as the zoo's) or its .params."
     )
@@ -87,10 +89,16 @@ class TrainConfig:
     export: bool = _field(False, "Write a SavedModel to RUN_DIR/export/1 at the end.")
     predict: tuple[str, ...] = _field((), "Images to predict at the end: mask and overlay PNGs in RUN_DIR/predictions.")
     dry_run: bool = _field(False, "Resolve the configuration and build and compile the model, then stop.")
+    allow_changes: bool = _field(
+        False, "Resume a run folder with a training configuration other than the one it recorded (run.json)."
+    )
     stop_after_steps: int | None = _field(None, "Stop this process after N steps in total (tests; resume later).")
 
     def __post_init__(self):
         self.predict = tuple(self.predict)
+        for name in ("init_from", "pretrained_backbone"):  # 'none' means what it means everywhere in kseg
+            if isinstance(getattr(self, name), str) and getattr(self, name).lower() == "none":
+                setattr(self, name, None)
         for field in dataclasses.fields(self):
             _check_type(field, getattr(self, field.name))
         _check_choice("strategy", self.strategy, STRATEGIES)

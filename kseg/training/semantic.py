@@ -114,9 +114,14 @@ class SemanticTraining(TrainingTask):
             load_gluoncv_backbone_params(model.backbone, path)
             self.log(f"Backbone initialised from {path}")
         if config.init_from:
-            skipped = load_model_weights(model, config.init_from)
+            source = config.init_from
+            if source == "pretrained":
+                if self.choice.preset is None:
+                    raise ValueError(f"--init-from pretrained: {self.name} is not a zoo model; name a weights file")
+                source = self.choice.preset.name
+            skipped = load_model_weights(model, source)
             fresh = f" ({len(skipped)} layer(s) afresh: {', '.join(skipped)})" if skipped else ""
-            self.log(f"Initialised from {config.init_from}{fresh}")
+            self.log(f"Initialised from {source}{fresh}")
         elif not config.pretrained_backbone and self.choice.preset is not None:
             self.log(
                 "Note: the backbone starts from random weights; GluonCV's recipes start from ImageNet "

@@ -45,7 +45,7 @@ class TrainingTask:
         from kseg.presets import PRESETS
 
         init = self.config.init_from
-        if init and init not in PRESETS and not Path(init).is_file():
+        if init and init != "pretrained" and init not in PRESETS and not Path(init).is_file():
             raise FileNotFoundError(f"--init-from: no zoo model or file named {init}")
         missing = [path for path in self.config.predict if not Path(path).is_file()]
         if missing:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kseg.ops.runtime import resolve_jit
-from kseg.training import distribute
+from kseg.training import distribute, record
 from kseg.training.config import TrainConfig
+from kseg.utils.quiet import fit_verbosity
 
 
 @dataclasses.dataclass
@@ -37,6 +38,7 @@ class TrainReport:
     steps: int = 0
     total_steps: int = 0
     finished: bool = False
+    interrupted: bool = False
     dry_run: bool = False
     parameters: int = 0
     weights: Path | None = None
@@ -117,13 +119,27 @@ def _train(config, log):
     import keras
     import tensorflow as tf
 
-    from kseg.training.callbacks import StepCheckpoint, StopAfterSteps, StopOnNaN, restore_checkpoint
+    from kseg.training.callbacks import (
+        CHECKPOINT_NAME,
+        StepCheckpoint,
+        StopAfterSteps,
+        StopOnInterrupt,
+        StopOnNaN,
+        restore_checkpoint,
+    )
     from kseg.training.data import steps_per_epoch as count_steps
-    from kseg.utils.io import write_atomic
 
     distribute.split_cpu(config.cpu_devices)
     task = training_task(config, log)
     run_dir = Path(config.run_dir or os.path.join("runs", task.name))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"--run-dir {run_dir} is a file, not a folder")
+    changes = [] if config.dry_run else record.changed_fields(run_dir, config)
+    if changes and not config.allow_changes:
+        raise ValueError(
+            f"{run_dir} holds a run started with other training flags: {', '.join(changes)}. Rerun with its flags "
+            f"(its flags.txt) to resume it, choose another --run-dir, or pass --allow-changes to go on with these"
+        )
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -163,8 +179,9 @@ def _train(config, log):
 
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-        header = f"# recipes/train.py flags of this run ({time.strftime('%Y-%m-%d %H:%M:%S')}); reuse with --flagfile\n"
-        write_atomic(run_dir / "flags.txt", header + config_flags(config))
+        record.write_record(run_dir, config, config_flags(config))
+        if changes:
+            log(f"Going on with changed flags (--allow-changes): {', '.join(changes)}")
     strategy_name = type(strategy).__name__.lstrip("_")
     log(
         f"{task.name}: {len(train_set)} {task.dataset_name}/{config.train_split} images, {config.epochs} epochs x "
@@ -186,6 +203,8 @@ def _train(config, log):
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=max(1, min(50, steps))),
         ]
     callbacks.append(StopAfterSteps(config.stop_after_steps))
+    interrupt = StopOnInterrupt(checkpoint)
+    callbacks.append(interrupt)
 
     started = time.time()
     step = start_step
@@ -203,17 +222,26 @@ def _train(config, log):
             validation_freq=config.val_every if config.val_every > 0 else 1,
             callbacks=callbacks,
             shuffle=False,  # the stream is shuffled, seeded and resumable; Keras cannot shuffle a tf.data.Dataset
-            verbose=1 if chief else 0,
+            verbose=fit_verbosity() if chief else 0,
         )
         step = int(model.optimizer.iterations.numpy())
     report.steps = step
     if nan_guard.failed_step is not None:
+        good = checkpoint.last_saved or start_step
+        where = (
+            f"The last good checkpoint, of step {good}, is {run_dir / CHECKPOINT_NAME}"
+            if good
+            else f"No checkpoint was written before it (the first was due at step {config.checkpoint_steps})"
+        )
         raise FloatingPointError(
-            f"The loss became {nan_guard.failed_loss} at step {nan_guard.failed_step}; training stopped. "
-            f"The last good checkpoint is in {run_dir} (step {checkpoint.last_saved or start_step}). "
+            f"The loss became {nan_guard.failed_loss} at step {nan_guard.failed_step}; training stopped. {where}. "
             f"Lower --lr, check the labels (ignore -1, classes < {len(task.metadata.classes)}) or use "
             f"--precision=float32."
         )
+    if interrupt.interrupted:
+        report.interrupted = True
+        log(f"Interrupted at step {step} of {total_steps}, checkpoint written: run the same command again to resume.")
+        return report
     if step < total_steps:
         log(f"Stopped at step {step} of {total_steps}; run the same command again to resume.")
         return report

@@ -131,7 +131,7 @@ def _local_params(source, home, progress):
                 raise DownloadError(
                     f"SHA-1 mismatch for {candidate}: expected {source.sha1} (GluonCV's {source.gluoncv_file}), "
                     f"got {actual}. The file is corrupt or for another model: delete it (kseg will then "
-                    f"download the right one) or load it anyway with weights=PATH."
+                    f"download the right one) or load it anyway by its path (--weights PATH, weights=PATH)."
                 )
             return candidate
     archive = home / source.archive
@@ -147,7 +147,8 @@ def _local_params(source, home, progress):
 def _placement_hint(source, url, home):
     return (
         f"Download {url} and place it, or the {source.gluoncv_file} inside it (SHA-1 {source.sha1}), in {home}; "
-        f"set ${STORE_URL_ENV} to use a mirror, or pass weights=PATH."
+        f"set ${STORE_URL_ENV} to use a mirror, or name a file you have (--weights PATH on the command line, "
+        f"weights=PATH in Python)."
     )
 
 
@@ -196,10 +197,10 @@ def _download(url, source, home, progress):
 
 
 def _progress_bar(url, home, total):
-    import keras
+    from kseg.utils.quiet import progress_bar
 
     print(f"Downloading {url} to {home}", file=sys.stderr)
-    return keras.utils.Progbar(total, unit_name="B")
+    return progress_bar(total, unit_name="B")
 
 
 def _unsafe_reason(member):

@@ -224,3 +224,11 @@ def test_keras_metric_sums_over_mirrored_replicas():
     expected = ConfusionMatrix(6).update(np.array(out["labels"]), np.array(single["predictions"]))
     np.testing.assert_array_equal(np.array(mirrored["matrix"]), expected.matrix)
     assert mirrored["mIoU"] == single["mIoU"] and mirrored["pixAcc"] == single["pixAcc"]
+
+
+def test_images_without_labelled_pixels_are_an_empty_result():
+    matrix = ConfusionMatrix(3)
+    matrix.update(np.full((4, 5), -1), np.zeros((4, 5), np.int64))  # every pixel ignored
+    matrix.update(np.zeros((0, 5), np.int64), np.zeros((0, 5), np.int64))  # no pixel at all
+    result = matrix.result(["a", "b", "c"])
+    assert result["pixAcc"] == 0.0 and result["mIoU"] == 0.0 and list(result["IoU"].values()) == [0.0, 0.0, 0.0]

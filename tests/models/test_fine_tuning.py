@@ -96,3 +96,12 @@ def test_loading_a_file_with_the_aux_head_gives_no_false_warning(source_files, e
     assert not [w for w in recwarn if "freshly-initialized" in str(w.message)]
     images = np.random.default_rng(1).standard_normal((1, 29, 35, 3)).astype("float32")
     np.testing.assert_allclose(model(images, training=False), source(images, training=False)["logits"], atol=1e-6)
+
+
+def test_a_file_of_another_model_is_refused_in_a_short_message(source_files, entry, tmp_path):
+    other = kseg.models.build("psp", "resnet18_v1b", 7, name="other")
+    path = tmp_path / "other.weights.h5"
+    other.save_weights(path)
+    with pytest.raises(ValueError, match="does not hold weights for") as error:
+        kseg.models.get(NAME, weights=path)
+    assert len(str(error.value)) < 1200 and "\n" not in str(error.value)

@@ -107,3 +107,13 @@ def test_fine_tuning_keeps_every_weight_but_the_class_layers(tmp_path, monkeypat
     assert tuned.box_head.get_layer("class_predictor").kernel.shape[-1] == 3  # background + 2
     with pytest.raises(ValueError, match="would leave the class layers untrained"):
         kseg.models.get(name, weights=params, classes=["cat", "dog"], strict=True)
+
+
+def test_mixed_bfloat16_runs_the_detection_ops_in_float32():
+    from test_case import global_policy
+
+    with global_policy("mixed_bfloat16"):
+        model = small()
+    outputs = model(tf.random.stateless_normal([1, 96, 128, 3], seed=[1, 2]))
+    assert outputs["boxes"].dtype == tf.float32 and outputs["masks"].shape == (1, 50, 14, 14)
+    assert int(outputs["num_detections"][0]) > 0 and np.isfinite(outputs["masks"].numpy()).all()

@@ -114,6 +114,32 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(exact_runs, tmp_path):
     assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", killed / "fcn_resnet18_v1b_ade.weights.h5")
 
 
+def test_ctrl_c_stops_at_a_step_and_the_rerun_resumes_exactly(exact_runs, tmp_path):
+    common, straight = exact_runs
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={stopped}"],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    state = stopped / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "Interrupted: stopping after this step" in err and "run the same command again to resume" in out
+    assert "Traceback" not in err
+    stopped_at = json.loads(state.read_text())["step"]
+    resumed = train(*common, f"--run-dir={stopped}")
+    assert resumed.returncode == 0 and f"Resuming at step {stopped_at}" in resumed.stdout, output_of(resumed)
+    assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", stopped / "fcn_resnet18_v1b_ade.weights.h5")
+
+
 def test_stop_and_resume_mid_epoch_is_exact(exact_runs, tmp_path):
     common, straight = exact_runs
     split = tmp_path / "split"

@@ -123,11 +123,26 @@ def test_input_errors_are_named_before_loading_a_model(tmp_path):
         tool.main(["--model", "fcn_resnet50_ad", str(path)])
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    with pytest.raises(SystemExit, match=r"Not an image file PIL can read: .*notes.jpg"):
-        tool.main(["--model", MODEL, "--weights", str(tmp_path / "absent.params"), str(path), str(text)])
+    with pytest.raises(SystemExit, match=r"Not an image file PIL can read .*: .*notes.jpg"):
+        tool.main(["--model", MODEL, str(text)])
 
 
 def test_missing_weights_file_is_named(tmp_path):
     (path,) = write_images(tmp_path, [(8, 8)])
-    with pytest.raises(SystemExit, match="Weights file not found: .*absent.params"):
+    with pytest.raises(SystemExit, match="--weights: no file .*absent.params"):
         load_tool().main(["--model", MODEL, "--weights", str(tmp_path / "absent.params"), str(path)])
+
+
+def test_an_unreadable_or_huge_image_is_skipped_and_the_exit_says_so(tool, tmp_path, capsys):
+    good, = write_images(tmp_path, [(20, 24)])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    (tmp_path / "big").mkdir()
+    big = write_images(tmp_path / "big", [(40, 50)], suffix=".png")[0].rename(tmp_path / "big" / "large.png")
+    with pytest.raises(SystemExit, match=r"2 of 3 image\(s\) not predicted \(--max-pixels 0 lifts the size limit\)"):
+        tool.main(["--model", MODEL, "--weights", "none", "--max-pixels", "1000", "--out", str(tmp_path / "out"),
+                   str(good), str(text), str(big)])
+    err = capsys.readouterr()
+    assert "notes.jpg: skipped: Not an image file" in err.err and "large.png: skipped" in err.out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image0_mask.png", "image0_overlay.png"]
+    assert "\x1b" not in err.out  # no terminal escape codes in a captured (redirected) output

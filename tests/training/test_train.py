@@ -79,8 +79,32 @@ def test_missing_inputs_are_refused_before_any_step(data_root, tmp_path):
 
 
 def test_a_diverging_run_stops_with_a_clear_message(data_root, tmp_path):
-    with pytest.raises(FloatingPointError, match="The loss became .* last good checkpoint"):
+    with pytest.raises(FloatingPointError, match="The loss became .* No checkpoint was written before it"):
         train(tiny(data_root, tmp_path / "run", epochs=3, lr=1e12, val_every=0))
+    # With a checkpoint before the divergence, the message names it, and it is there.
+    run = tmp_path / "second"
+    train(tiny(data_root, run, epochs=1, val_every=0))
+    with pytest.raises(FloatingPointError, match="of step 3, is .*checkpoint.weights.h5") as error:
+        train(tiny(data_root, run, epochs=3, lr=1e12, val_every=0, allow_changes=True))
+    assert (run / "checkpoint.weights.h5").is_file() and str(run) in str(error.value)
+
+
+def test_a_run_folder_is_never_silently_mixed(data_root, tmp_path):
+    run = tmp_path / "run"
+    train(tiny(data_root, run, epochs=1, val_every=0))
+    first = (run / "flags.txt").read_text()
+    with pytest.raises(ValueError, match=r"other training flags: --batch-size=2 \(now 3\), --lr=0.01 \(now 0.02\)"):
+        train(tiny(data_root, run, epochs=1, val_every=0, batch_size=3, lr=0.02))
+    # Where the data are, how often to validate, what to do at the end: free to change.
+    report = train(tiny(data_root, run, epochs=1, val_every=1, max_val_images=1, export=True))
+    assert report.finished and (run / "flags.txt").read_text() == first
+    lines = []
+    train(tiny(data_root, run, epochs=2, val_every=0, allow_changes=True), log=lines.append)
+    assert any("--epochs=1 (now 2)" in line for line in lines)
+    assert (run / "flags.txt").read_text() == first and (run / "flags.changed-1.txt").is_file()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        train(tiny(data_root, tmp_path / "file"))
 
 
 def test_init_from_a_file_without_the_aux_head(data_root, tmp_path):
@@ -179,7 +203,8 @@ def test_xla_training_under_mixed_precision(data_root, tmp_path, precision):
     # TF's own bilinear-resize gradient fails here; kseg's align-corners resize does not.
     run = tmp_path / "run"
     lines = []
-    train(tiny(data_root, run, precision=precision, jit_compile=True, aux=True, epochs=1), log=lines.append)
+    train(tiny(data_root, run, precision=precision, jit_compile=True, aux=True, epochs=1, val_every=0),
+          log=lines.append)
     assert any(f"{precision}, XLA on" in line for line in lines)
     with open(run / "log.csv") as f:
         loss = float(next(csv.DictReader(f))["loss"])

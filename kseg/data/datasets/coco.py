@@ -8,6 +8,7 @@ import numpy as np
 from kseg.data.datasets.base import SegmentationDataset
 from kseg.utils.io import write_atomic
 from kseg.utils.paths import kseg_home
+from kseg.utils.quiet import progress_bar
 
 # The COCO category id of each VOC class 0..20 (GluonCV's COCOSegmentation.CAT_LIST).
 COCO_CATEGORY_OF_VOC_CLASS = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
@@ -101,11 +102,10 @@ class COCOSemantic(SegmentationDataset):
         return kept
 
     def _filter_ids(self):
-        import keras
 
         ids = list(self.coco.imgs)
         print(f"coco: keeping {self.split} images with > {MIN_FOREGROUND_PIXELS} VOC-class pixels (done once)")
-        progress = keras.utils.Progbar(len(ids), verbose=1 if len(ids) > 100 else 0)
+        progress = progress_bar(len(ids), verbose=1 if len(ids) > 100 else 0)
         kept = []
         for i, image_id in enumerate(ids):
             info = self.coco.imgs[image_id]

@@ -15,6 +15,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from kseg.models.inputs import check_images
 from kseg.models.layers import dtype_policy_scope, policy_name
 from kseg.models.mask_rcnn import network
 from kseg.models.mask_rcnn.config import MaskRCNNConfig
@@ -125,8 +126,9 @@ class MaskRCNN(keras.Model):
         scores, deltas, shapes = [], [], []
         for feature in maps:
             outputs = self.rpn_head(feature, training=False)
-            scores.append(tf.reshape(tf.sigmoid(outputs["scores"]), [batch, -1]))
-            deltas.append(_flatten_levels(outputs["deltas"], batch, 4))
+            # The detection ops run in float32 under mixed precision too (box coordinates need its precision).
+            scores.append(tf.reshape(tf.sigmoid(tf.cast(outputs["scores"], tf.float32)), [batch, -1]))
+            deltas.append(_flatten_levels(tf.cast(outputs["deltas"], tf.float32), batch, 4))
             shapes.append((tf.shape(feature)[1], tf.shape(feature)[2]))
         if self.config.fpn:
             anchors = tf.concat(fpn_anchors(shapes), axis=0)
@@ -149,6 +151,7 @@ class MaskRCNN(keras.Model):
     def pool(self, maps, rois):
         """RoIAlign of ``rois [B, N, 4]`` (C4: then layer4): ``[B * N, S, S, C]``."""
         size = (self.config.roi_size, self.config.roi_size)
+        maps = [tf.cast(m, tf.float32) for m in maps]  # RoIAlign's weights are float32 (a no-op in float32)
         if self.config.fpn:
             pooled = multilevel_roi_align(maps[:4], rois, size)
         else:
@@ -216,7 +219,7 @@ class MaskRCNN(keras.Model):
     def call(self, images, image_hw=None, valid_masks_only=False, mask_score_threshold=0.0):
         """``valid_masks_only`` (not under XLA): masks only for the detections scoring at least
         ``mask_score_threshold``, zeros elsewhere; by default every row's mask, as GluonCV."""
-        images = tf.convert_to_tensor(images)
+        images = check_images(images, f"{self.name}'s images")
         if image_hw is None:
             image_hw = tf.shape(images)[1:3]
         maps = self.feature_maps(images)
