@@ -17,11 +17,18 @@ def side_python():
     return python
 
 
+# The longest single tests (about 5 minutes of the quickstart's training): started first, while the other worker
+# takes the parity tests, so that neither worker ends alone on them.
+LONGEST = {"test_quickstart_learns_exports_and_predicts"}
+
+
 def pytest_collection_modifyitems(items):
     """The slowest tests first (GluonCV parity, then the full-size models): two xdist workers then share the
     long tail of quick tests instead of one of them finishing a long test alone at the end."""
 
     def weight(item):
+        if item.originalname in LONGEST:
+            return -1
         if item.get_closest_marker("parity"):
             return 0
         return 1 if item.get_closest_marker("large") else 2

@@ -88,66 +88,62 @@ def exact_runs(data_root, tmp_path_factory):
     return common, straight
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(exact_runs, tmp_path):
-    common, straight = exact_runs
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={killed}"],
-        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    state = killed / "checkpoint.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["step"] >= 4:  # mid-epoch 2 (3 steps an epoch)
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = json.loads(state.read_text())["step"]
-    assert killed_at < 9
-    assert not [p.name for p in killed.iterdir() if p.name.startswith(".")], "half-written files left behind"
-
-    resumed = train(*common, f"--run-dir={killed}")
-    assert resumed.returncode == 0, output_of(resumed)
-    assert f"Resuming at step {killed_at}" in resumed.stdout
-    assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", killed / "fcn_resnet18_v1b_ade.weights.h5")
-
-
-def test_ctrl_c_stops_at_a_step_and_the_rerun_resumes_exactly(exact_runs, tmp_path):
-    common, straight = exact_runs
-    stopped = tmp_path / "stopped"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={stopped}"],
-        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+def start_run(common, run_dir, output=subprocess.DEVNULL):
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "train.py"), *common, f"--run-dir={run_dir}"],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=output, stderr=output, text=True,
     )  # fmt: skip
-    state = stopped / "checkpoint.json"
+
+
+def wait_for_step(process, run_dir, step):
+    """Wait until the run has checkpointed ``step``; the run must still be going."""
+    state = run_dir / "checkpoint.json"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["step"] >= 2:
+        if state.is_file() and json.loads(state.read_text())["step"] >= step:
             break
         time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
+    assert process.poll() is None, f"the run ended before step {step}, where it was to be interrupted"
+
+
+def checkpointed_step(run_dir):
+    return json.loads((run_dir / "checkpoint.json").read_text())["step"]
+
+
+def test_interrupted_three_ways_the_run_resumes_to_the_uninterrupted_weights(exact_runs, tmp_path):
+    """Ctrl-C, then a planned stop mid-epoch (--stop-after-steps), then SIGKILL: each rerun resumes where the
+    last one left off, and the end is bit for bit the uninterrupted run's. One chain of four processes."""
+    common, straight = exact_runs
+    run = tmp_path / "run"
+
+    # Ctrl-C: a clean stop at a step, exit 130, a word on how to resume, no traceback.
+    process = start_run(common, run, output=subprocess.PIPE)
+    wait_for_step(process, run, 2)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     assert "Interrupted: stopping after this step" in err and "run the same command again to resume" in out
     assert "Traceback" not in err
-    stopped_at = json.loads(state.read_text())["step"]
-    resumed = train(*common, f"--run-dir={stopped}")
-    assert resumed.returncode == 0 and f"Resuming at step {stopped_at}" in resumed.stdout, output_of(resumed)
-    assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", stopped / "fcn_resnet18_v1b_ade.weights.h5")
+    stopped_at = checkpointed_step(run)
 
+    # A planned stop mid-epoch 2 (3 steps an epoch).
+    planned = train(*common, f"--run-dir={run}", "--stop-after-steps=5")
+    assert planned.returncode == 0 and f"Resuming at step {stopped_at}" in planned.stdout, output_of(planned)
+    assert "Stopped at step 5 of 9" in planned.stdout, output_of(planned)
 
-def test_stop_and_resume_mid_epoch_is_exact(exact_runs, tmp_path):
-    common, straight = exact_runs
-    split = tmp_path / "split"
-    first = train(*common, f"--run-dir={split}", "--stop-after-steps=2")
-    assert first.returncode == 0 and "Stopped at step 2 of 9" in first.stdout, output_of(first)
-    second = train(*common, f"--run-dir={split}")
-    assert second.returncode == 0, output_of(second)
-    assert_same_weights(straight / "checkpoint.weights.h5", split / "checkpoint.weights.h5")
+    # SIGKILL mid-epoch 3: no half-written file is left behind.
+    process = start_run(common, run)
+    wait_for_step(process, run, 7)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpointed_step(run)
+    assert 5 < killed_at < 9
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")], "half-written files left behind"
+
+    resumed = train(*common, f"--run-dir={run}")
+    assert resumed.returncode == 0 and f"Resuming at step {killed_at}" in resumed.stdout, output_of(resumed)
+    assert_same_weights(straight / "checkpoint.weights.h5", run / "checkpoint.weights.h5")
+    assert_same_weights(straight / "fcn_resnet18_v1b_ade.weights.h5", run / "fcn_resnet18_v1b_ade.weights.h5")
 
 
 def free_port():

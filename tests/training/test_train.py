@@ -96,7 +96,7 @@ def test_a_run_folder_is_never_silently_mixed(data_root, tmp_path):
     with pytest.raises(ValueError, match=r"other training flags: --batch-size=2 \(now 3\), --lr=0.01 \(now 0.02\)"):
         train(tiny(data_root, run, epochs=1, val_every=0, batch_size=3, lr=0.02))
     # Where the data are, how often to validate, what to do at the end: free to change.
-    report = train(tiny(data_root, run, epochs=1, val_every=1, max_val_images=1, export=True))
+    report = train(tiny(data_root, run, epochs=1, val_every=1, max_val_images=1))
     assert report.finished and (run / "flags.txt").read_text() == first
     lines = []
     train(tiny(data_root, run, epochs=2, val_every=0, allow_changes=True), log=lines.append)
