@@ -2,7 +2,11 @@
 
 uint8 pixels would otherwise run through a model without complaint and come
 out as logits a hundred times too large; a tensor of another rank would reach
-a convolution, which on oneDNN aborts the whole process.
+a convolution, which on oneDNN aborts the whole process. An empty batch is
+run as one image of zeros and its outputs cut back to none
+(:func:`on_nonempty_batch`): oneDNN's convolutions (TensorFlow 2.21 on CPUs
+where it is on) answer an empty batch with a tensor of the input's shape, not
+the output's, and the next layer then fails.
 """
 
 from __future__ import annotations
@@ -36,3 +40,40 @@ def check_images(images, what: str = "images", ranks: tuple[int, ...] = (4,)):
         layouts = " or ".join(LAYOUTS[r] for r in ranks)
         raise ValueError(f"{what} must be RGB, {layouts}, got shape {shape}")
     return images
+
+
+class ImageModel:
+    """Mixin for kseg's functional models that take images: :func:`check_images` at the door, and an empty
+    batch answered with empty outputs (:func:`on_nonempty_batch`)."""
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        images = check_images(inputs, f"{self.name}'s images")
+        forward = super().call
+        return on_nonempty_batch(lambda x: forward(x, training=training, mask=mask, **kwargs), images)
+
+
+def on_nonempty_batch(compute, inputs):
+    """``compute(inputs)``, also when ``inputs`` has no rows: then ``compute`` runs on one row of zeros and each
+    output is cut back to no rows. Rows known to be there (a static size above 0) cost nothing; an unknown
+    count costs a ``tf.cond`` on the input and a slice of each output.
+
+    Why: oneDNN's convolutions return a tensor of their input's shape for an empty batch (TensorFlow 2.21,
+    CPUs where oneDNN is on), so the layer after them fails or, worse, computes on the wrong shape.
+
+    Example:
+        >>> conv = keras.layers.Conv2D(8, 3, strides=2)
+        >>> on_nonempty_batch(conv, tf.zeros([0, 22, 30, 3])).shape
+        TensorShape([0, 10, 14, 8])
+    """
+    if isinstance(inputs, keras.KerasTensor):
+        return compute(inputs)
+    rows = inputs.shape[0]
+    if rows is not None and rows > 0:
+        return compute(inputs)
+    count = tf.shape(inputs)[0]
+    if rows == 0 and inputs.shape[1:].is_fully_defined():
+        padded = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
+    else:
+        one = tf.zeros(tf.concat([[1], tf.shape(inputs)[1:]], axis=0), inputs.dtype)
+        padded = tf.cond(count > 0, lambda: inputs, lambda: one)
+    return tf.nest.map_structure(lambda output: output[:count], compute(padded))

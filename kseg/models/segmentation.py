@@ -6,7 +6,7 @@ import keras
 
 from kseg.models.heads import HEADS
 from kseg.models.heads.fcn import fcn_block
-from kseg.models.inputs import check_images
+from kseg.models.inputs import ImageModel
 from kseg.models.layers import ResizeLike, dtype_policy_scope, policy_name
 from kseg.presets import SEMANTIC, CropResize, ModelMetadata, Preprocessing, numbered_classes
 
@@ -17,7 +17,7 @@ def default_semantic_metadata(num_classes: int) -> ModelMetadata:
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class SemanticSegmenter(keras.Model):
+class SemanticSegmenter(ImageModel, keras.Model):
     """FCN, PSPNet, DeepLabV3 or the VPLR DeepLabV3+ on a backbone (GluonCV's ``gluoncv/model_zoo/segbase.py``).
 
     Takes NHWC float images normalised with the ImageNet mean and std, of any
@@ -89,9 +89,6 @@ class SemanticSegmenter(keras.Model):
         self.sync_bn = sync_bn
         self.metadata = metadata
 
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        """Logits for float images normalised with the model's mean and std; other inputs are refused."""
-        return super().call(check_images(inputs, f"{self.name}'s images"), training=training, mask=mask, **kwargs)
 
     def variant(self, aux: bool | None = None, metadata: ModelMetadata | None = None) -> SemanticSegmenter:
         """The same architecture with or without the auxiliary head, or for other classes; fresh weights."""

@@ -3,6 +3,7 @@ gives empty outputs (as the served models do, tests/export/test_serving_fuzz.py)
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kseg.evaluation import InstancePredictor, Predictor
 from kseg.models import ResNetV1Backbone, SemanticSegmenter
@@ -45,6 +46,14 @@ def test_an_empty_batch_is_an_empty_answer(semantic, instance):
     outputs = instance(np.zeros((0, 64, 64, 3), np.float32))
     assert outputs["masks"].shape == (0, 4, 14, 14) and outputs["num_detections"].shape == (0,)
     assert Predictor(semantic, jit_compile=False).predict(np.zeros((0, 16, 24, 3), np.float32)).shape == (0, 16, 24)
+
+
+def test_an_empty_batch_of_unknown_size_in_a_graph(semantic):
+    """Traced for any batch (as the SavedModels and predictors are), the model answers 0 images and 2 alike."""
+    images = np.random.default_rng(0).normal(size=(2, 16, 24, 3)).astype("float32")
+    call = tf.function(lambda x: semantic(x, training=False), input_signature=[tf.TensorSpec([None, 16, 24, 3])])
+    assert call(images[:0]).shape == (0, 16, 24, 3)
+    np.testing.assert_allclose(call(images).numpy(), semantic(images).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_no_detection_is_an_empty_result(instance):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kseg.models.inputs import ImageModel
 from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
 from kseg.presets import ModelMetadata
 
@@ -100,7 +101,7 @@ def resnet_stage(x, stage, planes, blocks, strides, dilation, block, inplanes, a
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class ResNetV1Backbone(keras.Model):
+class ResNetV1Backbone(ImageModel, keras.Model):
     """A ResNet v1b/c/d/s feature extractor returning ``{"c1": ..., "c5": ...}``.
 
     Args:

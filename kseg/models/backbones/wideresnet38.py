@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import keras
 
+from kseg.models.inputs import ImageModel
 from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
 
 # (module name, blocks, channels, dropout) for mod2..mod7
@@ -52,7 +53,7 @@ def _identity_residual_block(x, in_channels, channels, strides, dilation, dropou
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class WideResNet38Backbone(keras.Model):
+class WideResNet38Backbone(ImageModel, keras.Model):
     """WideResNet38-A2, dilated to output stride 8 (or 32 with ``dilated=False``).
 
     Returns ``{"c1": ..., "c5": ...}`` (see the module docstring for which module each is).

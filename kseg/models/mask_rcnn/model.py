@@ -15,7 +15,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from kseg.models.inputs import check_images
+from kseg.models.inputs import check_images, on_nonempty_batch
 from kseg.models.layers import dtype_policy_scope, policy_name
 from kseg.models.mask_rcnn import network
 from kseg.models.mask_rcnn.config import MaskRCNNConfig
@@ -210,8 +210,10 @@ class MaskRCNN(keras.Model):
         flat = []
         for b in range(maps[0].shape[0]):
             mine = tf.boolean_mask(rows, positions[:, 0] == b)
-            pooled = self.pool([m[b : b + 1] for m in maps], mine[None])
-            flat.append(self.mask_head(pooled, training=False))
+            image_maps = [m[b : b + 1] for m in maps]
+            # An image may have no detection left: no rows for the convolutions (see on_nonempty_batch).
+            regions = on_nonempty_batch(lambda r, f=image_maps: self.pool(f, r[None]), mine)
+            flat.append(on_nonempty_batch(lambda r: self.mask_head(r, training=False), regions))
         logits = tf.concat(flat, axis=0)  # [V, M, M, classes]
         chosen = tf.gather(tf.transpose(logits, [0, 3, 1, 2]), tf.gather_nd(class_ids, positions), batch_dims=1)
         return tf.scatter_nd(positions, tf.sigmoid(chosen), tf.stack([batch, count, size, size]))
@@ -220,6 +222,11 @@ class MaskRCNN(keras.Model):
         """``valid_masks_only`` (not under XLA): masks only for the detections scoring at least
         ``mask_score_threshold``, zeros elsewhere; by default every row's mask, as GluonCV."""
         images = check_images(images, f"{self.name}'s images")
+        return on_nonempty_batch(
+            lambda batch: self._detect_and_segment(batch, image_hw, valid_masks_only, mask_score_threshold), images
+        )
+
+    def _detect_and_segment(self, images, image_hw, valid_masks_only, mask_score_threshold):
         if image_hw is None:
             image_hw = tf.shape(images)[1:3]
         maps = self.feature_maps(images)
