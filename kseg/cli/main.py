@@ -5,6 +5,7 @@
     kseg convert --model psp_resnet101_ade --params psp_resnet101_ade-240a4758.params --out psp.weights.h5
     kseg predict street.jpg --model psp_resnet101_ade --out predictions
     kseg export --model psp_resnet101_ade --out serving/psp_resnet101_ade
+    kseg export --model fcn_resnet101_voc --format tflite --quantization float16 --out fcn_voc.tflite
     kseg bench fcn_resnet101_voc --batch-sizes 1
 
 Exit codes: 0 done, 1 failed (the reason on stderr), 2 bad usage.
@@ -24,7 +25,7 @@ COMMANDS = {
     "info": "one model's metadata, weights file and cache state",
     "convert": "a GluonCV .params file to a kseg .weights.h5",
     "predict": "colour masks and overlays for image files",
-    "export": "a SavedModel for TF-Serving",
+    "export": "a SavedModel for TF-Serving, or a LiteRT file (--format=tflite)",
     "bench": "throughput and latency of a model",
 }
 

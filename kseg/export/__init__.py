@@ -9,6 +9,10 @@ takes RGB uint8 pixels (``serving_default``) or encoded JPEG/PNG bytes
 (``serving_bytes``) and does the model's preprocessing itself, so a client
 sends plain images. The task's module (:class:`SemanticExportModule`,
 :class:`InstanceExportModule`) says what comes back.
+
+:func:`export_litert` writes LiteRT (``.tflite``) files of the semantic models
+for phones and small devices: float32, float16 or int8 (calibrated on images
+you give).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from kseg.export.base import (
     write_saved_model,
 )
 from kseg.export.instance import InstanceExportModule
+from kseg.export.litert import LITERT_FORMAT, QUANTIZATIONS, convert_litert, export_litert, read_litert_metadata
 from kseg.export.semantic import SemanticExportModule
 from kseg.models import metadata_of
 from kseg.presets import INSTANCE, SEMANTIC
@@ -103,8 +108,13 @@ __all__ = [
     "SAME_SIZE_MESSAGE",
     "ExportModule",
     "InstanceExportModule",
+    "LITERT_FORMAT",
+    "QUANTIZATIONS",
     "SemanticExportModule",
+    "convert_litert",
+    "export_litert",
     "export_saved_model",
+    "read_litert_metadata",
     "read_metadata",
     "write_saved_model",
 ]

@@ -185,7 +185,7 @@ def validate_images(images, max_side=MAX_SIDE, max_pixels=MAX_PIXELS):
     return tf.ensure_shape(images, [None, None, None, 3])
 
 
-class _Untracked:
+class Untracked:
     """Holds an object out of TensorFlow's dependency tracking."""
 
     def __init__(self, value):
@@ -230,7 +230,7 @@ class ExportModule(tf.Module):
 
     def __init__(self, model: keras.Model, xla: bool = False, classes: Sequence[str] | None = None):
         super().__init__(name=f"kseg_{self.task}_serving")
-        self._keras_model = _Untracked(model)
+        self._keras_model = Untracked(model)
         self.xla = bool(xla)
         own = metadata_of(model)
         if own.task != self.task:

@@ -77,7 +77,12 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kseg")
 class PaddedMaxPooling2D(keras.layers.Layer):
-    """Max pooling with symmetric padding by ``-inf`` (MXNet ``MaxPool2D``, floor mode)."""
+    """Max pooling with symmetric padding by ``-inf`` (MXNet ``MaxPool2D``, floor mode).
+
+    Where the padding is at most half the window (ResNet's 3x3/2 pool, padding 1), every window that
+    reaches a padded cell also holds the real cell that cell mirrors, so mirror padding gives the very same
+    maxima. It is used there: ``-inf`` would become the range of an int8 LiteRT model's quantised pool.
+    """
 
     def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
         super().__init__(**kwargs)
@@ -87,7 +92,9 @@ class PaddedMaxPooling2D(keras.layers.Layer):
 
     def call(self, inputs):
         p = self.padding
-        if p:
+        if p and 2 * p <= self.pool_size:
+            inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="SYMMETRIC")
+        elif p:
             lowest = tf.constant(float("-inf"), inputs.dtype)
             inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=lowest)
         return tf.nn.max_pool2d(inputs, self.pool_size, self.strides, "VALID")

@@ -140,3 +140,26 @@ def test_registered_training_objects_round_trip(make):
     obj = make()
     restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(keras.saving.serialize_keras_object(obj))))
     assert type(restored) is type(obj) and restored.get_config() == obj.get_config()
+
+
+@pytest.mark.parametrize(("pool", "strides", "padding", "shape"), [(3, 2, 1, (2, 11, 16, 3)), (3, 2, 1, (1, 8, 7, 2)),
+                                                                    (3, 1, 1, (1, 5, 6, 2)), (2, 2, 1, (1, 7, 9, 2))])
+def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding, shape):
+    """Mirror padding (used where the padding is at most half the window) takes the maxima and gradients of
+    MXNet's -inf padding, negative inputs included; (2, 2, 1) keeps -inf padding."""
+    from kseg.models.layers import PaddedMaxPooling2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32") - 1.0)
+    layer = PaddedMaxPooling2D(pool, strides, padding)
+
+    def reference(inputs):
+        p = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+        return tf.nn.max_pool2d(tf.pad(inputs, p, constant_values=float("-inf")), pool, strides, "VALID")
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, theirs = layer(x), reference(x)
+        weights = tf.random.stateless_normal(tf.shape(theirs), seed=[1, 2])
+        ours_sum, theirs_sum = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_allclose(tape.gradient(ours_sum, x).numpy(), tape.gradient(theirs_sum, x).numpy(), atol=1e-6)
