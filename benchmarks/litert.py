@@ -3,11 +3,12 @@
     python benchmarks/litert.py --model fcn_resnet101_voc --size 480x480
     python benchmarks/litert.py --model fcn_resnet18_v1b --num-classes 19 --output-stride 16 \\
         --weights runs/quickstart/fcn_resnet18_v1b_citys.weights.h5 --size 96x96 \\
-        --images 'runs/quickstart/data/cityscapes/leftImg8bit/val/*/*.png'
+        --images 'runs/quickstart/data/cityscapes/leftImg8bit/val/*/*.png' \
+        --calibration-images 'runs/quickstart/data/cityscapes/leftImg8bit/train/*/*.png'
 
-Converts the model to float32, float16 and int8 (calibrated on ``--images``,
-or on seeded noise), then times, in one process and one sitting, batch-1 calls
-of kseg's Keras model (``tf.function``, float32) and of each file in
+Converts the model to float32, float16 and int8 (calibrated on
+``--calibration-images``, else ``--images``, else seeded noise), then times,
+in one process and one sitting, batch-1 calls of kseg's Keras model (``tf.function``, float32) and of each file in
 ``ai-edge-litert``'s interpreter (XNNPACK, ``--threads``), and compares the
 files' outputs with the Keras model's: the largest probability error and the
 share of pixels whose class equals float32 Keras's, on ``--images`` (resized to
@@ -35,7 +36,8 @@ def parse_args(argv):
     parser.add_argument("--num-classes", type=int, default=None)
     parser.add_argument("--output-stride", type=int, default=8, help="for METHOD_BACKBONE models")
     parser.add_argument("--size", default="480x480", help="HEIGHTxWIDTH of the files' input")
-    parser.add_argument("--images", default=None, help="glob of images: calibration and fidelity")
+    parser.add_argument("--images", default=None, help="glob of images: fidelity (and calibration, unless told)")
+    parser.add_argument("--calibration-images", default=None, help="glob of images for int8 calibration")
     parser.add_argument("--calibration-count", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per path (after one warm-up)")
@@ -88,6 +90,10 @@ def main(argv=None):
         images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(8)]
         source = "8 seeded noise images (no --images given)"
     calibration = images[: args.calibration_count]
+    if args.calibration_images:
+        calibration_files = sorted(glob.glob(args.calibration_images))[: args.calibration_count]
+        calibration = [batch[0] for batch in calibration_batches(calibration_files, size)]
+        source += f"; int8 calibrated on {len(calibration)} others ({args.calibration_images})"
     model = build_model(args)
     preprocessing = model.metadata.preprocessing
     keras_call = tf.function(lambda x: model(normalize_image(x, preprocessing.mean, preprocessing.std), training=False))

@@ -24,6 +24,16 @@ running the model, with the process's absolute peak next to it. The CPU figure
 is a lower bound when an earlier model already pushed the peak higher; run one
 model per process for clean numbers.
 
+Arithmetic limits: each run also times a large float32 and bfloat16 matrix
+product in the same process (:func:`kseg.arithmetic.matmul_peak`), counts each
+model's multiply-accumulates from its graph (:func:`kseg.arithmetic.count_macs`)
+and reports the least time the forward could take at that peak, done directly
+and with Winograd F(2x2, 3x3) on the 3x3 stride-1 convolutions, and the share
+of the Winograd limit reached (``--no-limits`` skips this).
+
+Mask R-CNN presets are timed too (``mask_rcnn_fpn_resnet50_v1b_coco``): their
+fetch is the sum of the detections' scores and masks.
+
 ``main(argv)`` is the command line; :func:`benchmark` is the library call.
 """
 
@@ -99,7 +109,7 @@ def check_model_spec(spec):
     from kseg.models.builders import METHOD_HEADS
     from kseg.presets import list_presets
 
-    semantic = list_presets("semantic")
+    known = list_presets("semantic") + list_presets("instance")
     if ":" in spec:
         parts = spec.split(":")
         if len(parts) != 3:
@@ -112,9 +122,9 @@ def check_model_spec(spec):
         if not classes.isdigit() or int(classes) < 1:
             raise ValueError(f"invalid model {spec!r}: classes must be a positive integer")
         return
-    if spec not in semantic:
-        close = difflib.get_close_matches(spec, semantic, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; zoo names: {', '.join(semantic)}"
+    if spec not in known:
+        close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; zoo names: {', '.join(known)}"
         raise ValueError(f"unknown model {spec!r}{hint}")
 
 
@@ -148,6 +158,12 @@ def build_parser():
         default=None,
         metavar="CORES",
         help="repeat a timed call during which other processes used more CPU cores than this (up to 5x --iters)",
+    )
+    parser.add_argument(
+        "--limits",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the matmul peak here and report each model's arithmetic limit (default: on)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--quiet", action="store_true", help="no table on stdout")
@@ -296,10 +312,13 @@ def _maxrss_mib():
 
 def build_model(spec, output_stride=8):
     import kseg.models
+    from kseg.presets import SEMANTIC, get_preset
 
     if ":" in spec:
         method, backbone, classes = spec.split(":")
         return kseg.models.build(method, backbone, int(classes), output_stride=output_stride)
+    if get_preset(spec).task != SEMANTIC:  # Mask R-CNN has no output stride to choose
+        return kseg.models.get(spec, weights=None)
     return kseg.models.get(spec, weights=None, output_stride=output_stride)
 
 
@@ -309,6 +328,8 @@ def make_forward(model, xla=False, fetch="sum"):
 
     def forward(images):
         logits = model(images, training=False)
+        if isinstance(logits, dict) and "logits" not in logits:  # detections: every score and mask is needed
+            return tf.add_n([tf.reduce_sum(tf.cast(logits[key], tf.float32)) for key in ("scores", "masks")])
         if isinstance(logits, dict):
             logits = logits["logits"]
         if fetch == "sum":
@@ -454,16 +475,21 @@ def benchmark(
     output_stride=8,
     seed=0,
     max_foreign=None,
+    limits=True,
 ):
     """Benchmark each model spec; returns a list of result records (one per model and batch size).
 
     ``models`` holds zoo names, ``method:backbone:classes`` specs, or built
-    Keras models (timed under the policy they were built with).
+    Keras models (timed under the policy they were built with). With
+    ``limits``, each record also holds the model's multiply-accumulates, the
+    matrix-multiply peak measured here in its compute dtype and the arithmetic
+    limits (see :func:`add_limits`).
     """
     import keras
 
     previous_policy = keras.mixed_precision.global_policy()
     results = []
+    peaks = {}
     try:
         keras.mixed_precision.set_global_policy(precision)
         for spec in models:
@@ -490,6 +516,8 @@ def benchmark(
                 max_foreign=max_foreign,
             )
             for record in records:
+                if limits:
+                    add_limits(record, model, peaks)
                 results.append(
                     {
                         "model": name,
@@ -509,11 +537,30 @@ def benchmark(
     return results
 
 
+def add_limits(record, model, peaks):
+    """Add ``gmac``, ``peak_gflops`` (this process's matmul peak in the model's compute dtype, measured once per
+    dtype into ``peaks``), ``limit_ms`` (direct and Winograd, per batch) and ``of_winograd_limit`` to ``record``."""
+    from kseg.arithmetic import arithmetic_limits, count_macs, matmul_peak
+
+    dtype = model.dtype_policy.compute_dtype
+    if dtype not in peaks:
+        peaks[dtype] = matmul_peak(dtype)
+    macs = count_macs(model, (record["height"], record["width"]), record["batch_size"])
+    limits = arithmetic_limits(macs, peaks[dtype])
+    record["gmac"] = macs.total / 1e9
+    record["gmac_winograd_eligible"] = macs.winograd_eligible / 1e9
+    record["peak_gflops"] = {"dtype": dtype, "value": peaks[dtype]}
+    record["limit_ms"] = {"direct": limits["direct_s"] * 1e3, "winograd": limits["winograd_s"] * 1e3}
+    record["of_winograd_limit"] = record["limit_ms"]["winograd"] / record["latency_ms"]["p50"]
+    return record
+
+
 # ----------------------------------------------------------------------------- output
 
 
 def format_table(results):
-    header = ("model", "batch", "size", "precision", "xla", "img/s", "p50 ms", "p90 ms", "peak MiB", "other load")
+    header = ("model", "batch", "size", "precision", "xla", "img/s", "p50 ms", "p90 ms", "peak MiB", "other load",
+              "GMAC", "limit ms (direct/Winograd)", "of limit")  # fmt: skip
     rows = [
         (
             r["model"],
@@ -526,6 +573,7 @@ def format_table(results):
             f"{r['latency_ms']['p90']:.1f}",
             f"{r['peak_memory_mib']:.0f}",
             _load_text(r.get("cpu_use", {}).get("foreign_cores")),
+            *_limit_cells(r),
         )
         for r in results
     ]
@@ -536,6 +584,14 @@ def format_table(results):
         return "  ".join(padded)
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)])
+
+
+def _limit_cells(record):
+    if "limit_ms" not in record:
+        return ("n/a", "n/a", "n/a")
+    limit = record["limit_ms"]
+    return (f"{record['gmac']:.1f}", f"{limit['direct']:.0f}/{limit['winograd']:.0f}",
+            f"{record['of_winograd_limit']:.0%}")  # fmt: skip
 
 
 def _load_text(cores):
@@ -567,6 +623,7 @@ def run(args):
         output_stride=args.output_stride,
         seed=args.seed,
         max_foreign=args.max_foreign_load,
+        limits=args.limits,
     )
     for record in results:
         record["threads"] = environment["threads"]
@@ -585,6 +642,12 @@ def main(argv=None):
             f"warm-up {args.warmup}, {args.iters} timed calls"
         )
         print(format_table(payload["results"]))
+        peaks = {r["peak_gflops"]["dtype"]: r["peak_gflops"]["value"] for r in payload["results"] if "peak_gflops" in r}
+        if peaks:
+            measured = ", ".join(f"{dtype} {value:.0f} GFLOP/s" for dtype, value in peaks.items())
+            print(f"limits at this process's matmul peak ({measured}): the least time the counted multiply-"
+                  "accumulates take, done directly / with Winograd F(2x2,3x3) on 3x3 stride-1 convolutions; "
+                  "'of limit' = Winograd limit / p50")  # fmt: skip
     if args.json is not None:
         write_json(args.json, payload)
         if not args.quiet:

@@ -22,7 +22,8 @@ ALLOWED = {
     "evaluation": {"models", "ops", "data", "metrics", "visualize", "presets", "utils"},
     "export": {"models", "ops", "data", "presets", "utils"},
     "training": {"models", "evaluation", "export", "data", "losses", "metrics", "ops", "weights", "presets", "utils"},
-    "benchmark": {"models", "ops", "data", "presets", "utils"},
+    "arithmetic": {"ops"},
+    "benchmark": {"arithmetic", "models", "ops", "data", "presets", "utils"},
     "cli": {"training", "evaluation", "export", "models", "benchmark", "data", "weights", "visualize", "presets",
             "utils"},
 }

@@ -61,6 +61,12 @@ def define_flags(flag_values=FLAGS):
         flag_values=flag_values,
     )
     flags.DEFINE_enum(
+        "precision", "float32", ["float32", "mixed_bfloat16"],
+        "SavedModels: the compute precision (mixed_bfloat16: bfloat16 arithmetic, float32 outputs; refused where "
+        "this machine lacks bfloat16 arithmetic).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
         "quantization", "float32", list(QUANTIZATIONS), "LiteRT only: the file's number format.",
         flag_values=flag_values,
     )
@@ -86,7 +92,8 @@ def define_flags(flag_values=FLAGS):
     )
 
 
-def export(model_name, weights, out, num_classes=None, version=1, xla=False, overwrite=False, probabilities=True):
+def export(model_name, weights, out, num_classes=None, version=1, xla=False, overwrite=False, probabilities=True,
+           precision="float32"):  # fmt: skip
     """Build, export and return ``(version_dir, model)``; raises ValueError/FileNotFoundError/FileExistsError."""
     import kseg
     from kseg.export import export_saved_model
@@ -102,7 +109,7 @@ def export(model_name, weights, out, num_classes=None, version=1, xla=False, ove
     if weights.lower() not in ("pretrained", "none") and not Path(weights).is_file():
         raise FileNotFoundError(f"--weights: no file {weights}")
     # Another class count than the preset's takes a fine-tuned file of that many classes (strict).
-    model = kseg.models.get(model_name, weights=weights, num_classes=num_classes, strict=True)
+    model = kseg.models.get(model_name, weights=weights, num_classes=num_classes, strict=True, precision=precision)
     task_options = {"include_probabilities": probabilities} if preset.task == SEMANTIC else {}
     path = export_saved_model(model, out, version=version, xla=xla, overwrite=overwrite, **task_options)
     return path, model
@@ -196,8 +203,9 @@ def main(argv, flag_values=FLAGS):
         if flag_values.quantization != "float32":
             print("error: --quantization applies to --format=tflite", file=sys.stderr)
             return 2
-    elif flag_values.xla or flag_values["version"].present:
-        print("error: --xla and --version apply to SavedModels, not to --format=tflite", file=sys.stderr)
+    elif flag_values.xla or flag_values["version"].present or flag_values.precision != "float32":
+        print("error: --xla, --version and --precision apply to SavedModels, not to --format=tflite "
+              "(its number format is --quantization)", file=sys.stderr)  # fmt: skip
         return 2
     if litert:
         return _main_litert(flag_values)
@@ -211,6 +219,7 @@ def main(argv, flag_values=FLAGS):
             xla=flag_values.xla,
             overwrite=flag_values.overwrite,
             probabilities=flag_values.probabilities,
+            precision=flag_values.precision,
         )
     except (ValueError, TypeError, OSError) as error:  # OSError: missing weights, an existing version
         print(f"kseg export: {error}", file=sys.stderr)

@@ -34,6 +34,9 @@ def parse_args(argv):
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"skip larger images, which would not fit in memory (default {DEFAULT_MAX_PIXELS:,}; "
                         "0: no limit)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                        help="mixed_bfloat16: bfloat16 arithmetic, about 1.4x faster on CPUs with AVX512-BF16 "
+                        "(refused on CPUs without it)")
     parser.add_argument("--window-batch", type=int, default=2,
                         help="with --multi-scale: crop windows per model call (more is faster, and takes more memory)")
     args = parser.parse_args(argv)
@@ -137,8 +140,8 @@ def main(argv=None):
     from kseg.weights.download import DownloadError
 
     try:
-        model = kseg.models.get(args.model, weights=args.weights, strict=True)
-    except (FileNotFoundError, DownloadError) as error:
+        model = kseg.models.get(args.model, weights=args.weights, strict=True, precision=args.precision)
+    except (FileNotFoundError, DownloadError, ValueError) as error:
         raise SystemExit(str(error)) from None
     readable = [path for path in args.images if path not in {p for p, _ in bad}]
     failed = []

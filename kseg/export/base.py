@@ -309,6 +309,7 @@ class ExportModule(tf.Module):
             "kseg_version": __version__,
             "tensorflow_version": tf.__version__,
             "xla": self.xla,
+            "precision": getattr(getattr(self.model, "dtype_policy", None), "name", "float32"),
             "num_classes": metadata.num_classes,
             "classes": list(metadata.classes),
             "dataset": metadata.dataset,

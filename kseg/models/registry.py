@@ -9,8 +9,10 @@ from pathlib import Path
 import keras
 
 from kseg.models.builders import BUILDERS, CONVERTER_OF_TASK, METHOD_HEADS, build_backbone, canonical_backbone
+from kseg.models.layers import dtype_policy_scope
 from kseg.models.loading import load_weights, weight_variants
 from kseg.models.segmentation import SemanticSegmenter, default_semantic_metadata
+from kseg.ops.runtime import check_inference_precision
 from kseg.presets import PRESETS, ZOO_SUFFIX, ModelMetadata, Preset, get_preset, list_presets, numbered_classes
 from kseg.weights.download import fetch_pretrained
 
@@ -79,6 +81,7 @@ def get(
     output_stride: int | None = None,
     sync_bn: bool | None = None,
     strict: bool = False,
+    precision: str | None = None,
 ) -> keras.Model:
     """Build a published model by its GluonCV name, for any task.
 
@@ -97,6 +100,11 @@ def get(
             the ImageNet backbones); 16 trades accuracy for speed.
         sync_bn: semantic models and backbones: synchronized BatchNormalization.
         strict: refuse weights that leave any layer untrained (inference).
+        precision: the Keras dtype policy to build under (``float32``,
+            ``mixed_bfloat16``, ``mixed_float16``); default the global one.
+            ``mixed_bfloat16`` computes in bfloat16 with float32 weights and
+            logits (about 1.4x float32's speed on CPUs with AVX512-BF16), and
+            is refused where the hardware lacks bfloat16 arithmetic.
 
     An option that does not apply to the model is refused, never ignored.
     The model carries its :class:`kseg.presets.ModelMetadata` as ``model.metadata``.
@@ -129,8 +137,11 @@ def get(
             f"for: {source} would leave the class layers untrained. Use the model's own data set "
             f"({preset.dataset}), or a fine-tuned {len(other_classes)}-class .weights.h5"
         )
+    if precision is not None:
+        check_inference_precision(precision)
     builder = BUILDERS[preset.builder]
-    model = builder.build(preset.architecture, metadata, preset.name, **options)
+    with dtype_policy_scope(precision):
+        model = builder.build(preset.architecture, metadata, preset.name, **options)
     if weights is None:
         return model
     if isinstance(weights, str) and weights == "pretrained":

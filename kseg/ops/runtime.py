@@ -56,3 +56,50 @@ def stock_tf_ops():
 def custom_kernels_allowed() -> bool:
     """Whether kseg's own kernels (XLA-fused RoIAlign, Winograd) may be traced: not within :func:`stock_tf_ops`."""
     return not getattr(_state, "stock", False)
+
+
+INFERENCE_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``), or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def bfloat16_hardware() -> bool | None:
+    """Whether the accelerator computes bfloat16 natively: TPUs, GPUs of compute capability 8.0 and later,
+    CPUs with AVX512-BF16 or AMX; None where a CPU's flags cannot be read."""
+    kind = accelerator()
+    if kind == "tpu":
+        return True
+    if kind == "gpu":
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return tuple(details.get("compute_capability", (0, 0))) >= (8, 0)
+    flags = _cpu_flags()
+    return None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def check_inference_precision(precision: str) -> str:
+    """``precision`` once it is a Keras policy this machine computes fast; a one-line ValueError otherwise.
+
+    ``mixed_bfloat16`` is refused where the hardware lacks bfloat16 arithmetic
+    (it would be emulated, slower than float32).
+
+    Example:
+        >>> check_inference_precision("float32")
+        'float32'
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
+    if precision == "mixed_bfloat16" and bfloat16_hardware() is False:
+        where = "GPU (compute capability below 8.0)" if accelerator() == "gpu" else "CPU (no AVX512-BF16 or AMX)"
+        raise ValueError(f"mixed_bfloat16 needs bfloat16 arithmetic, which this {where} lacks: it would be "
+                         "emulated, slower than float32; use float32")  # fmt: skip
+    return precision

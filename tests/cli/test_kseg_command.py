@@ -61,3 +61,24 @@ def test_export_with_other_classes_needs_a_fine_tuned_file(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "predicts its 150 ade20k classes, but 5 are asked" in result.stderr
     assert not (tmp_path / "serving").exists()
+
+
+def test_predict_in_bfloat16_and_its_refusal_without_bfloat16_hardware(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from kseg.cli import predict
+    from kseg.ops import runtime
+
+    image = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(image)
+    argv = [str(image), "--model", "fcn_resnet50_ade", "--weights", "none", "--precision", "mixed_bfloat16",
+            "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(runtime, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2"})
+    with pytest.raises(SystemExit, match="mixed_bfloat16 needs bfloat16 arithmetic"):
+        predict.main(argv)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    predict.main(argv)
+    with Image.open(tmp_path / "out" / "street_mask.png") as mask:
+        assert mask.size == (56, 40)

@@ -160,7 +160,7 @@ def test_layout_and_metadata(exported):
     assert metadata["preprocessing"]["resize"] == {"policy": "base_crop", "base_size": 520, "crop_size": 480}
     assert metadata["signatures"]["serving_default"]["outputs"]["probabilities"]["shape"] == [-1, -1, -1, 5]
     assert set(metadata["signatures"]) == {"serving_default", "serving_bytes"}
-    assert metadata["xla"] is False
+    assert metadata["xla"] is False and metadata["precision"] == "float32"
     # Without xla the graph has no XLA attribute: stock TF-Serving runs it.
     assert b"_XlaMustCompile" not in (exported / "saved_model.pb").read_bytes()
 

@@ -163,7 +163,7 @@ def test_command_writes_an_int8_file(model, tmp_path, monkeypatch, capsys):
     [
         (["--quantization=int8"], "--quantization=int8 needs --calibration-images", 1),
         (["--calibration-images=photos"], "--calibration-images applies to --format=tflite", 2),
-        (["--format=tflite", "--xla"], "--xla and --version apply to SavedModels", 2),
+        (["--format=tflite", "--xla"], "--xla, --version and --precision apply to SavedModels", 2),
         (["--format=tflite", "--input-size=12y4"], "--input-size: expected HEIGHTxWIDTH", 1),
         (["--format=tflite", "--quantization=int8", "--calibration-images=/nonexistent/*.jpg"], "no images in", 1),
     ],

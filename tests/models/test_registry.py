@@ -163,3 +163,20 @@ def test_build_outside_the_zoo_and_reload_its_weights(tmp_path):
 def test_unknown_method_lists_close_matches():
     with pytest.raises(ValueError, match="Did you mean: psp"):
         kseg.models.build("pspp", "resnet18_v1b", num_classes=3)
+
+
+def test_precision_builds_under_its_policy_and_is_refused_without_bfloat16_hardware(monkeypatch):
+    from kseg.ops import runtime
+
+    model = get("resnet18_v1b", precision="mixed_bfloat16")
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert all(w.dtype == "float32" for w in model.weights)  # float32 weights: float32 files load as they are
+    assert get("resnet18_v1b").dtype_policy.name == "float32"  # the global policy is left as it was
+    with pytest.raises(ValueError, match="precision must be one of float32, mixed_bfloat16, mixed_float16"):
+        get("resnet18_v1b", precision="bfloat16")
+    monkeypatch.setattr(runtime, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    with pytest.raises(ValueError, match=r"CPU \(no AVX512-BF16 or AMX\) lacks"):
+        get("resnet18_v1b", precision="mixed_bfloat16")
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert get("resnet18_v1b", precision="mixed_bfloat16").dtype_policy.name == "mixed_bfloat16"

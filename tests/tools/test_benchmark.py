@@ -35,6 +35,8 @@ def check_record(record, batch):
     assert record["memory_kind"] in ("cpu_maxrss_delta", "gpu_allocator_peak")
     assert record["parameters"] > 0
     assert "foreign_cores" in record["cpu_use"]
+    assert record["gmac"] > record["gmac_winograd_eligible"] > 0 and record["peak_gflops"]["value"] > 0
+    assert record["limit_ms"]["direct"] > record["limit_ms"]["winograd"] > 0 and record["of_winograd_limit"] > 0
 
 
 def test_main_prints_table_and_writes_json(tmp_path, capsys):
@@ -88,7 +90,9 @@ def test_format_table_columns():
     }
     lines = benchmark.format_table([record]).splitlines()
     assert len(lines) == 3
-    assert lines[2].split() == ["m", "1", "8x8", "float32", "on", "1.50", "600.0", "700.0", "12", "n/a"]
+    assert lines[2].split() == ["m", "1", "8x8", "float32", "on", "1.50", "600.0", "700.0", "12", "n/a"] + ["n/a"] * 3
+    record.update(gmac=196.0, limit_ms={"direct": 1921.6, "winograd": 1276.2}, of_winograd_limit=0.851)
+    assert benchmark.format_table([record]).splitlines()[2].split()[-3:] == ["196.0", "1922/1276", "85%"]
 
 
 @pytest.mark.parametrize(
@@ -103,6 +107,7 @@ def test_format_table_columns():
         ([TINY, "--threads", "two"], "invalid value 'two'"),
         ([TINY, "--precision", "float16"], "invalid choice: 'float16'"),
         (["fcn_resnet101_vco"], "did you mean fcn_resnet101_voc"),
+        (["mask_rcnn_fpn_resnet50_v1b_cocoo"], "did you mean mask_rcnn_fpn_resnet50_v1b_coco"),
         (["nonsense"], "unknown model 'nonsense'"),
         (["fcn:resnet18_v1b"], "METHOD:BACKBONE:CLASSES"),
         (["unet:resnet18_v1b:5"], "unknown method 'unet'"),
