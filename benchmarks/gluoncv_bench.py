@@ -18,6 +18,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import resource
 import sys
 
 from bench_common import common_arguments, load_images, time_model
@@ -72,6 +73,8 @@ def main(argv=None):
         record = {"model": name, "height": int(images.shape[1]), "width": int(images.shape[2])}
         record.update(time_model(call, images.shape[0], args.warmup, args.iters, args.max_foreign_load))
         record["parameters"] = sum(int(p.data().size) for p in net.collect_params().values())
+        # The process's peak resident set so far (KiB on Linux): run one model per process for a clean figure.
+        record["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(record)
         print(
             f"gluoncv {name}: {record['images_per_s']:.3f} img/s, p50 {record['latency_ms']['p50']:.0f} ms, "
