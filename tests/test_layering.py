@@ -17,7 +17,7 @@ ALLOWED = {
     "losses": set(),
     "metrics": set(),
     "visualize": {"presets", "utils"},
-    "data": {"visualize", "presets", "utils"},  # the procedural data sets draw in the VOC palette
+    "data": {"ops", "visualize", "presets", "utils"},  # VOC palette drawings; detection targets in the pipeline
     "models": {"ops", "weights", "presets", "utils"},
     "evaluation": {"models", "ops", "data", "metrics", "visualize", "presets", "utils"},
     "export": {"models", "ops", "data", "presets", "utils"},

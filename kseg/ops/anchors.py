@@ -92,3 +92,33 @@ def fpn_anchors(level_shapes, strides=FPN_STRIDES, sizes=FPN_SIZES, ratios=RATIO
         grid_anchors(h, w, stride, base_anchors(stride, (size,), ratios))
         for (h, w), stride, size in zip(level_shapes, strides, sizes, strict=True)
     ]
+
+
+def feature_sizes(height, width, fpn):
+    """The feature-map sizes of an ``height x width`` input: ``[(h, w)]`` (C4, stride 16) or P2..P6 (FPN).
+
+    Every stride-2 stage of MXNet's ResNets (stem, max pool, stride-2 blocks, v1d's ceil-mode
+    average-pool shortcut) maps ``n`` to ``ceil(n / 2)``; P6 halves P5 the same way. Data pipelines
+    need the sizes without running the network (GluonCV calls ``infer_shape``).
+
+    Example:
+        >>> feature_sizes(321, 479, fpn=False)
+        [(21, 30)]
+    """
+
+    def halve(n, times):
+        for _ in range(times):
+            n = -(-n // 2)
+        return n
+
+    if not fpn:
+        return [(halve(int(height), 4), halve(int(width), 4))]
+    return [(halve(int(height), level), halve(int(width), level)) for level in (2, 3, 4, 5, 6)]
+
+
+def image_anchors(height, width, fpn):
+    """All anchors of an ``height x width`` input, levels concatenated (FPN: P2 first), as the RPN's outputs."""
+    shapes = feature_sizes(height, width, fpn)
+    if fpn:
+        return tf.concat(fpn_anchors(shapes), axis=0)
+    return c4_anchors(*shapes[0])

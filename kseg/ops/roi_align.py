@@ -56,10 +56,13 @@ def _axis_taps(start, length, bins, sampling_ratio, limit):
     return tf.cast(low, tf.int32), tf.cast(high, tf.int32), (1.0 - frac) * valid, frac * valid
 
 
-def _roi_align_flat(flat, base, rois, scale, height, width, output_size, sampling_ratio, roi_mask=None):
-    """Core: ``flat [R, C]`` features, ``base [B, N]`` row offsets of each roi's map,
-    ``scale``, ``height``, ``width`` ``[B, N]`` (float32) per-roi map parameters;
-    rois where ``roi_mask [B, N]`` is 0 give zeros."""
+def roi_align_flat(flat, base, rois, scale, height, width, output_size, sampling_ratio=2, roi_mask=None,
+                   row_stride=None):
+    """The core every RoIAlign here calls: ``flat [R, C]`` maps, flattened, ``base [B, N]`` the row offset
+    of each roi's map, ``scale``, ``height``, ``width`` ``[B, N]`` (float32) per-roi map parameters;
+    rois where ``roi_mask [B, N]`` is 0 give zeros. ``row_stride`` (default ``width``): the rows' pitch
+    in ``flat``, when the border rule applies to a ``height x width`` corner of a larger map. Integer
+    maps (masks) are read as they are and interpolated in float32."""
     ph, pw = output_size
     x1, y1, x2, y2 = tf.unstack(tf.cast(rois, tf.float32), 4, axis=-1)
     x0 = x1 * scale
@@ -73,7 +76,8 @@ def _roi_align_flat(flat, base, rois, scale, height, width, output_size, samplin
         wyl = wyl * roi_mask[..., None, None]
         wyh = wyh * roi_mask[..., None, None]
     xlo, xhi, wxl, wxh = _axis_taps(x0, roi_w, pw, sampling_ratio, width)
-    row_stride = tf.cast(width, tf.int32)
+    row_stride = tf.cast(width if row_stride is None else row_stride, tf.int32)
+    row_stride = tf.broadcast_to(row_stride, tf.shape(base))
     interpolate = _compiled_interpolate if custom_kernels_allowed() else _interpolate
     return interpolate(flat, base, row_stride, ylo, yhi, wyl, wyh, xlo, xhi, wxl, wxh)
 
@@ -86,12 +90,12 @@ def _interpolate(flat, base, row_stride, ylo, yhi, wyl, wyh, xlo, xhi, wxl, wxh)
     sampling_ratio = ylo.shape[-1]
     row_stride = row_stride[..., None, None]
     base = base[..., None, None]
-    dtype = flat.dtype
+    dtype = flat.dtype if flat.dtype.is_floating else tf.float32
 
     def read(rows, cols):
         # rows [B, N, PH], cols [B, N, PW] -> [B, N, PH, PW, C]
         index = base + rows[..., :, None] * row_stride + cols[..., None, :]
-        return tf.gather(flat, index)
+        return tf.cast(tf.gather(flat, index), dtype)
 
     def weight(wy, wx):
         return tf.cast(wy[..., :, None] * wx[..., None, :], dtype)[..., None]
@@ -130,7 +134,7 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=2):
     flat = tf.reshape(features, [-1, c])
     base = tf.broadcast_to(tf.range(b)[:, None] * (h * w), [b, n])
     per_roi = tf.ones([b, n], tf.float32)
-    return _roi_align_flat(
+    return roi_align_flat(
         flat,
         base,
         rois,
@@ -187,7 +191,7 @@ def multilevel_roi_align(features, rois, output_size, strides=FPN_ROI_STRIDES, s
     n = tf.shape(level)[1]
     base = tf.range(b)[:, None] * total + tf.gather(offsets, level)
     scales = tf.constant([1.0 / s for s in strides], tf.float32)
-    return _roi_align_flat(
+    return roi_align_flat(
         flat,
         tf.reshape(base, [b, n]),
         rois,

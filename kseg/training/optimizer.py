@@ -27,6 +27,19 @@ def head_lr_multipliers(model: keras.Model, multiplier: float = 10.0) -> dict[st
     return {v.path: float(multiplier) for v in model.trainable_variables if id(v) not in backbone}
 
 
+def bias_l2_multipliers(variables) -> dict[str, float]:
+    """``{path: 0.0}`` for every bias among ``variables``: GluonCV's detection scripts decay no bias
+    (``collect_params('.*bias')`` gets ``wd_mult = 0``).
+
+    Example:
+        >>> layer = keras.layers.Dense(2)
+        >>> layer.build((None, 3))
+        >>> bias_l2_multipliers(layer.trainable_variables)
+        {'dense/bias': 0.0}
+    """
+    return {v.path: 0.0 for v in variables if v.path.rsplit("/", 1)[-1] == "bias"}
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class GluonSGD(keras.optimizers.SGD):
     """SGD with momentum, coupled L2 weight decay and per-variable learning-rate multipliers.
@@ -37,6 +50,10 @@ class GluonSGD(keras.optimizers.SGD):
         l2_decay: weight decay added to the gradient, ``grad + l2_decay * w``, as MXNet's SGD does.
         lr_multipliers: ``{variable path: multiplier}`` (see :func:`head_lr_multipliers`); other
             variables train at 1x.
+        l2_multipliers: ``{variable path: multiplier}`` of ``l2_decay`` (MXNet's ``wd_mult``; GluonCV's
+            Mask R-CNN sets 0 on every bias, see :func:`bias_l2_multipliers`); others 1.
+
+    MXNet's ``clip_gradient`` (elementwise, before the decay is added) is Keras' ``clipvalue``.
 
     Example:
         >>> from kseg.training import GluonSGD, PolyLearningRate, head_lr_multipliers
@@ -51,24 +68,33 @@ class GluonSGD(keras.optimizers.SGD):
         momentum: float = 0.9,
         l2_decay: float = 1e-4,
         lr_multipliers: Mapping[str, float] | None = None,
+        l2_multipliers: Mapping[str, float] | None = None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
         self.l2_decay = float(l2_decay)
         self.lr_multipliers = dict(lr_multipliers or {})
+        self.l2_multipliers = dict(l2_multipliers or {})
 
     def build(self, variables):
         super().build(variables)
         # update_step sees backend variables; key the multipliers the way the optimizer keys its slots.
         self._multiplier_by_key = {self._var_key(v): self.lr_multipliers.get(v.path, 1.0) for v in variables}
+        self._decay_by_key = {self._var_key(v): self.l2_decay * self.l2_multipliers.get(v.path, 1.0) for v in variables}
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.l2_decay:
-            gradient = gradient + ops.cast(self.l2_decay, gradient.dtype) * ops.cast(variable, gradient.dtype)
+        decay = self._decay_by_key.get(self._var_key(variable), self.l2_decay)
+        if decay:
+            gradient = gradient + ops.cast(decay, gradient.dtype) * ops.cast(variable, gradient.dtype)
         multiplier = self._multiplier_by_key.get(self._var_key(variable), 1.0)
         if multiplier != 1.0:
             learning_rate = learning_rate * ops.cast(multiplier, learning_rate.dtype)
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "l2_decay": self.l2_decay, "lr_multipliers": self.lr_multipliers}
+        return {
+            **super().get_config(),
+            "l2_decay": self.l2_decay,
+            "lr_multipliers": self.lr_multipliers,
+            "l2_multipliers": self.l2_multipliers,
+        }
