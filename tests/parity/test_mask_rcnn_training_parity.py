@@ -516,10 +516,11 @@ def test_one_training_step_makes_gluoncvs_update(side_python, cache, model):
         worst = max(errors, key=errors.get)
         if os.environ.get("KSEG_SHOW_ERRORS"):
             print(step, sorted(errors.items(), key=lambda item: item[1]))
-        # Measured here: step 0 of C4 agrees to 5e-5 in every tensor (float32 summation order); on FPN the heads
-        # and the P2/P5 outputs agree to 1e-5 but the P3/P4 outputs, the laterals, the backbone and the layers
-        # after RoIAlign differ by 1-2e-4 (not explained yet). Step 1 starts from weights that differ by step 0's
-        # float32 roundings, which the early layers amplify (8e-4). A wrong normalisation or a missed term is 1e-2+.
+        # Measured here at step 0: C4 agrees to 5e-5 in every tensor. On FPN the heads agree to 1e-5 and the rest
+        # (everything behind RoIAlign's backward: P3/P4, laterals, backbone, box_fc1, mask convs) to 2.2e-4,
+        # which is kseg's own noise: its compiled and stock RoIAlign give gradients that differ by 2.2e-4 on
+        # this same step (the stock one is 1.6e-4 from GluonCV). Step 1 starts from weights that differ by step
+        # 0's float32 roundings, which the early layers amplify (8e-4). A wrong normalisation or term is 1e-2+.
         bound = (5e-4 if fpn else 1e-4) if step == 0 else 3e-3
         assert errors[worst] < bound, (step, worst, errors[worst])
         before = in_mxnet_names(network, {v.path: v.numpy() for v in network.weights})
