@@ -19,7 +19,7 @@ def side_python():
 
 # The longest single tests (about 5 minutes of the quickstart's training): started first, while the other worker
 # takes the parity tests, so that neither worker ends alone on them.
-LONGEST = {"test_quickstart_learns_exports_and_predicts"}
+LONGEST = {"test_quickstart_learns_exports_and_predicts", "test_mask_rcnn_quickstart_learns_its_own_categories"}
 
 
 def pytest_collection_modifyitems(items):

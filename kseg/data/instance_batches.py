@@ -18,11 +18,12 @@ from kseg.ops.anchors import image_anchors
 from kseg.ops.rpn_targets import rpn_targets
 
 
-def training_example(sample, canvas_hw, fpn, max_objects, seed):
-    """A dict of arrays for one transformed :class:`~kseg.data.instance_transforms.InstanceSample`.
+def pad_to_canvas(sample, canvas_hw, max_objects):
+    """``(image [Hc, Wc, 3] float32 normalised, image_hw [2] int32, boxes [G, 4], classes [G] int32,
+    masks [G, Hc, Wc] uint8)`` of one :class:`~kseg.data.instance_transforms.InstanceSample`, padded
+    (image with 0, boxes and classes with -1, masks with 0) to the canvas and ``G = max_objects``.
 
-    ``seed`` (two ints) draws the RPN sampler's priorities. Raises ``ValueError`` when the image does not
-    fit the canvas or has more than ``max_objects`` objects.
+    Raises ``ValueError`` when the image does not fit the canvas or has more than ``max_objects`` objects.
     """
     height, width = sample.image.shape[:2]
     canvas_h, canvas_w = canvas_hw
@@ -38,12 +39,19 @@ def training_example(sample, canvas_hw, fpn, max_objects, seed):
     masks = np.zeros((max_objects, canvas_h, canvas_w), np.uint8)
     boxes[:count], classes[:count] = sample.boxes, sample.classes
     masks[:count, :height, :width] = sample.masks
-    anchors = image_anchors(canvas_h, canvas_w, fpn)
+    return image, np.array([height, width], np.int32), boxes, classes, masks
+
+
+def training_example(sample, canvas_hw, fpn, max_objects, seed):
+    """A dict of arrays for one transformed :class:`~kseg.data.instance_transforms.InstanceSample` (eager; the
+    training pipeline does the same in tf.data). ``seed`` (two ints) draws the RPN sampler's priorities."""
+    image, hw, boxes, classes, masks = pad_to_canvas(sample, canvas_hw, max_objects)
+    anchors = image_anchors(*canvas_hw, fpn)
     priority = tf.random.stateless_uniform([anchors.shape[0]], tf.constant(seed, tf.int64))
-    cls_target, box_target, box_weight = rpn_targets(anchors, boxes, (height, width), priority)
+    cls_target, box_target, box_weight = rpn_targets(anchors, boxes, tuple(hw), priority)
     return {
         "images": image,
-        "image_hw": np.array([height, width], np.int32),
+        "image_hw": hw,
         "gt_boxes": boxes,
         "gt_classes": classes,
         "gt_masks": masks,

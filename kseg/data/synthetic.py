@@ -254,3 +254,58 @@ def ensure_dataset(name, root, size, num_train, log=print):
             # reader to reject with the layout it expects.
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# A COCO-format instance set of its own: three categories (ids out of order), told apart by colour and shape.
+SHAPE_CATEGORIES = ({"id": 7, "name": "red disc"}, {"id": 3, "name": "green box"}, {"id": 12, "name": "blue disc"})
+_SHAPE_KINDS = ("ellipse", "rectangle", "ellipse")
+SHAPES_FOLDER = "shapes_coco"
+
+
+def _instance_scene(rng, height, width):
+    """An image with 1-4 shapes that do not overlap (each mask is its whole polygon) and their annotations."""
+    from pycocotools import mask as mask_utils
+
+    image = rng.normal(110, 20, (height, width, 3))
+    taken = np.zeros((height, width), bool)
+    objects = []
+    for _ in range(int(rng.integers(1, 5))):
+        slot = int(rng.integers(len(SHAPE_CATEGORIES)))
+        for _attempt in range(10):
+            h, w = int(rng.integers(height // 6, height // 2)), int(rng.integers(width // 6, width // 2))
+            y0, x0 = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+            if not taken[max(y0 - 2, 0) : y0 + h + 2, max(x0 - 2, 0) : x0 + w + 2].any():
+                break
+        else:
+            continue
+        shape = {"kind": _SHAPE_KINDS[slot], "box": (x0, y0, x0 + w - 1, y0 + h - 1)}
+        polygon = _polygon(shape)
+        region = mask_utils.decode(mask_utils.frPyObjects([polygon], height, width))[..., 0].astype(bool)
+        taken |= region
+        image[region] = (_PALETTE[slot] + rng.normal(0, 10, (int(region.sum()), 3))).clip(0, 255)
+        objects.append({"category_id": SHAPE_CATEGORIES[slot]["id"], "segmentation": [polygon], "iscrowd": 0,
+                        "bbox": [float(x0), float(y0), float(w), float(h)], "area": float(region.sum())})  # fmt: skip
+    return image.clip(0, 255).astype(np.uint8), objects
+
+
+def write_instance_dataset(root, num_train=32, num_val=8, size=(128, 160), seed=0):
+    """Write a procedural COCO-format instance set under ``root/shapes_coco``
+    (``annotations/instances_{split}2017.json``, ``{split}2017/*.jpg``) and return that folder. Images hold
+    1-4 non-overlapping shapes of three categories."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / SHAPES_FOLDER
+    next_id = 1
+    for split, count in (("train", num_train), ("val", num_val)):
+        images, annotations = [], []
+        for i in range(count):
+            image, objects = _instance_scene(rng, *size)
+            image_id = 1000 * (split == "val") + i + 1
+            file_name = f"{image_id:012d}.jpg"
+            _save_image(folder / f"{split}2017" / file_name, image, quality=95)
+            images.append({"id": image_id, "file_name": file_name, "height": size[0], "width": size[1]})
+            for obj in objects:
+                annotations.append({"id": next_id, "image_id": image_id, **obj})
+                next_id += 1
+        document = {"images": images, "annotations": annotations, "categories": list(SHAPE_CATEGORIES)}
+        write_atomic(folder / "annotations" / f"instances_{split}2017.json", json.dumps(document))
+    return folder

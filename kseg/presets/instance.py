@@ -28,7 +28,7 @@ def _mask_rcnn(name, depth, variant, fpn, sha1, box_ap, mask_ap, num_params, **a
             metrics=metrics,
             evaluation=_EVALUATION,
             num_params=num_params,
-            recipe=None,  # kseg cannot train Mask R-CNN yet
+            recipe=f"recipes/{name}.flags",
         ),
     )
 

@@ -68,6 +68,16 @@ class TrainConfig:
     power: float = _field(0.9, "Power of the poly schedule (per iteration).")
     warmup_epochs: float = _field(0.0, "Linear warm-up from lr/3 over this many epochs.")
     aux_weight: float = _field(0.5, "Weight of the auxiliary loss.")
+    lr_decay_epochs: tuple[str, ...] = _field(
+        (), "Mask R-CNN: epochs at whose start the rate is multiplied by --lr-decay (default GluonCV's 17,23)."
+    )
+    lr_decay: float = _field(0.1, "Mask R-CNN: the step schedule's factor.")
+    warmup_steps: float | None = _field(
+        None, "Mask R-CNN: warm-up iterations from lr/3 (default GluonCV's max(8000 / batch, 1000))."
+    )
+    clip_gradient: float | None = _field(None, "Clip every gradient element to [-c, c] (MXNet's clip_gradient).")
+    short: int | None = _field(None, "Mask R-CNN: training short side (default the model's, GluonCV's 800).")
+    max_size: int | None = _field(None, "Mask R-CNN: training long side at most (default the model's, 1333).")
     gradient_scale: float = _field(
         1.0,
         "Multiplies the loss gradient but not the weight decay. GluonCV's SoftmaxOutput summed the per-GPU mean "
@@ -107,16 +117,26 @@ class TrainConfig:
             _check_choice("dataset", self.dataset, DATASET_KEYS)
         for name in ("batch_size", "epochs", "synthetic_size", "synthetic_train"):
             _check_at_least(name, getattr(self, name), 1)
-        for name in ("base_size", "crop_size", "val_batch_size", "max_val_images", "stop_after_steps"):
+        for name in ("base_size", "crop_size", "val_batch_size", "max_val_images", "stop_after_steps", "short",
+                     "max_size"):
             if getattr(self, name) is not None:
                 _check_at_least(name, getattr(self, name), 1)
         for name in ("val_every", "checkpoint_steps", "cpu_devices"):
             _check_at_least(name, getattr(self, name), 0)
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
-        for name in ("lr", "momentum", "weight_decay", "head_lr_mult", "power", "warmup_epochs", "aux_weight"):
+        for name in ("lr", "momentum", "weight_decay", "head_lr_mult", "power", "warmup_epochs", "aux_weight",
+                     "lr_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("warmup_steps", "clip_gradient"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for epoch in self.lr_decay_epochs:
+            try:
+                float(epoch)
+            except ValueError:
+                raise ValueError(f"lr_decay_epochs must be numbers, got {epoch!r}") from None
         if not self.gradient_scale > 0:
             raise ValueError(f"gradient_scale must be positive, got {self.gradient_scale}")
         if not (self.model_zoo or self.model):

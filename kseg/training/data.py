@@ -66,3 +66,55 @@ def validation_dataset(dataset, global_batch, crop_size, max_images=None):
     if max_images is not None:
         pairs = pairs.take(max_images)
     return val(pairs).batch(global_batch).prefetch(tf.data.AUTOTUNE)
+
+
+def instance_training_dataset(dataset, global_batch, epochs, transform, canvas_hw, fpn, max_objects, seed,
+                              start_step=0):  # fmt: skip
+    """Mask R-CNN batches (dicts for :func:`kseg.training.mask_rcnn.training_losses`) from ``start_step`` on.
+
+    ``dataset``: a :class:`kseg.data.datasets.coco_instances.COCOInstances`; ``transform`` an
+    :class:`~kseg.data.instance_transforms.InstanceTrainTransform`. Each image is transformed (its flip
+    drawn from the seed, epoch and index), normalised and zero-padded to the static ``canvas_hw``, its
+    ground truth padded to ``max_objects``; the RPN targets are computed in the pipeline on the canvas's
+    anchors, their sampler's priorities drawn from the same (seed, epoch, index).
+    """
+    from kseg.data.instance_batches import pad_to_canvas
+    from kseg.data.preprocessing import load_image
+    from kseg.ops.anchors import image_anchors
+    from kseg.ops.rpn_targets import rpn_targets
+
+    canvas_h, canvas_w = canvas_hw
+    anchors = image_anchors(canvas_h, canvas_w, fpn)
+    epoch_of, index_of = sample_order(len(dataset), epochs + 1, seed)
+    start = start_step * global_batch
+    if start >= len(index_of):
+        raise ValueError(f"Step {start_step} is past the end of training")
+
+    def load(epoch, index):
+        record = dataset[int(index)]
+        sample = transform(load_image(record.path), record.boxes, record.classes, record.polygons, index=int(index),
+                           epoch=int(epoch))  # fmt: skip
+        return pad_to_canvas(sample, canvas_hw, max_objects)
+
+    def assemble(epoch, index):
+        types = [tf.float32, tf.int32, tf.float32, tf.int32, tf.uint8]
+        image, hw, boxes, classes, masks = tf.numpy_function(load, [epoch, index], types, stateful=False)
+        boxes = tf.ensure_shape(boxes, [max_objects, 4])
+        hw = tf.ensure_shape(hw, [2])
+        stream_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, index])
+        priority = tf.random.stateless_uniform([anchors.shape[0]], stream_seed)
+        cls_target, box_target, box_weight = rpn_targets(anchors, boxes, hw, priority)
+        return {
+            "images": tf.ensure_shape(image, [canvas_h, canvas_w, 3]),
+            "image_hw": hw,
+            "gt_boxes": boxes,
+            "gt_classes": tf.ensure_shape(classes, [max_objects]),
+            "gt_masks": tf.ensure_shape(masks, [max_objects, canvas_h, canvas_w]),
+            "rpn_cls_target": cls_target,
+            "rpn_box_target": box_target,
+            "rpn_box_weight": box_weight,
+        }
+
+    stream = tf.data.Dataset.from_tensor_slices((epoch_of[start:], index_of[start:]))
+    stream = stream.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return stream.batch(global_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

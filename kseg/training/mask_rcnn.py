@@ -141,3 +141,61 @@ def training_losses(model, batch, priority=None, settings=None, normalization="i
     targets = mask_targets(batch["gt_masks"], rois[:, :head_rows], matches[:, :head_rows], image_hw, masks)
     mask = mask_loss(_gather_class(tf.cast(mask_logits, tf.float32), head_cls), targets, box_weight, normalization)
     return dict(zip(LOSS_NAMES, (rpn_objectness, rpn_box, rcnn_class, rcnn_box, mask), strict=True))
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MaskRCNNTraining(keras.Model):
+    """A :class:`~kseg.models.mask_rcnn.MaskRCNN` (``detector``, frozen as GluonCV trains it) as ``fit`` trains it:
+    ``call(batch)`` returns the five ``[B]`` losses, and the loss ``fit`` minimises is their sum averaged over the
+    global batch (each image normalised by its own counts, as GluonCV's one image per device).
+
+    The RCNN sampler's priorities are drawn from ``seed``, the optimizer's step and each image's place in the
+    global batch, so a resumed run samples as an uninterrupted one, and N replicas as one.
+
+    Example:
+        >>> trainer = MaskRCNNTraining(kseg.models.get("mask_rcnn_fpn_resnet18_v1b_coco"))
+        >>> trainer.compile(optimizer=GluonSGD(0.01))
+        >>> trainer.fit(batches)   # dicts from kseg.training.data.instance_training_dataset
+    """
+
+    def __init__(self, detector, settings: TrainingSettings | None = None, seed: int = 0, **kwargs):
+        kwargs.setdefault("name", "mask_rcnn_training")
+        super().__init__(**kwargs)
+        self.detector = freeze_for_training(detector)
+        self.settings = settings or TrainingSettings.for_model(detector.config)
+        self.seed = int(seed)
+        self.loss_terms = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        self.built = True
+
+    def _priority(self, batch):
+        """The sampler's draw of each image, from (seed, step, the image's place in the global batch): N replicas
+        draw what one replica draws for the same global batch."""
+        size = batch["images"].shape[0]
+        if size is None:
+            raise ValueError("Mask R-CNN training needs a static batch size (batch with drop_remainder)")
+        count = self.settings.rpn_post_nms + batch["gt_boxes"].shape[1]
+        replica = tf.distribute.get_replica_context()
+        first = replica.replica_id_in_sync_group * size if replica is not None else 0
+        step = tf.cast(self.optimizer.iterations, tf.int64) if self.optimizer is not None else tf.constant(0, tf.int64)
+        seed = tf.cast(self.seed, tf.int64)
+        rows = [tf.random.stateless_uniform([count], tf.stack([seed, step * 65536 + tf.cast(first + i, tf.int64)]))
+                for i in range(size)]  # fmt: skip
+        return tf.stack(rows)
+
+    def call(self, batch, training=False):
+        return training_losses(self.detector, batch, self._priority(batch), self.settings)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        per_image = tf.add_n([y_pred[name] for name in LOSS_NAMES])
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # Gradients are summed over replicas: each replica's mean over its images / replicas is the global mean.
+        return tf.reduce_mean(per_image) / replicas
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        for name, tracker in self.loss_terms.items():
+            tracker.update_state(tf.reduce_mean(y_pred[name]))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *self.loss_terms.values()]

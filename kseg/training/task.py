@@ -72,6 +72,26 @@ class TrainingTask:
         """``{variable path: learning-rate multiplier}`` (GluonCV's heads at 10x)."""
         return {}
 
+    def l2_multipliers(self, model: keras.Model) -> dict:
+        """``{variable path: weight-decay multiplier}`` (GluonCV's detection recipes: 0 on biases)."""
+        return {}
+
+    def schedule(self, steps_per_epoch: int, total_steps: int):
+        """The learning-rate schedule (default GluonCV's segmentation one: poly, optional warm-up)."""
+        from kseg.training.schedules import PolyLearningRate
+
+        config = self.config
+        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+        return PolyLearningRate(config.lr, total_steps, power=config.power, warmup_steps=warmup)
+
+    def optimizer_options(self) -> dict:
+        """Further keyword arguments of the optimizer (e.g. ``clipvalue``)."""
+        return {"clipvalue": self.config.clip_gradient} if self.config.clip_gradient else {}
+
+    def callbacks(self, model: keras.Model, run_dir) -> list:
+        """Callbacks of the task's own (e.g. COCO evaluation every N epochs)."""
+        return []
+
     def compile_arguments(self, model: keras.Model) -> dict:
         """``loss``, ``loss_weights`` and ``metrics`` for ``model.compile``."""
         raise NotImplementedError

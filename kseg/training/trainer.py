@@ -48,7 +48,14 @@ class TrainReport:
 
 
 def training_task(config: TrainConfig, log=print):
-    """The task's parts for ``config``: semantic segmentation today."""
+    """The task's parts for ``config``: Mask R-CNN for an instance zoo entry, else semantic segmentation."""
+    from kseg.presets import INSTANCE, PRESETS
+
+    preset = PRESETS.get(config.model_zoo) if config.model_zoo else None
+    if preset is not None and preset.task == INSTANCE:
+        from kseg.training.instance import InstanceTraining
+
+        return InstanceTraining(config, log)
     from kseg.training.semantic import SemanticTraining
 
     return SemanticTraining(config, log)
@@ -80,16 +87,15 @@ def config_flags(config: TrainConfig) -> str:
 
 
 def _compile(model, task, config, steps_per_epoch, total_steps, jit):
-    from kseg.training import GluonSGD, PolyLearningRate
+    from kseg.training import GluonSGD
 
-    schedule = PolyLearningRate(
-        config.lr, total_steps, power=config.power, warmup_steps=int(round(config.warmup_epochs * steps_per_epoch))
-    )
     optimizer = GluonSGD(
-        learning_rate=schedule,
+        learning_rate=task.schedule(steps_per_epoch, total_steps),
         momentum=config.momentum,
         l2_decay=config.weight_decay,
         lr_multipliers=task.lr_multipliers(model),
+        l2_multipliers=task.l2_multipliers(model),
+        **task.optimizer_options(),
     )
     model.compile(optimizer=optimizer, jit_compile=jit, **task.compile_arguments(model))
 
@@ -163,7 +169,8 @@ def _train(config, log):
 
     with strategy.scope():
         model = task.build_model()
-        model.build((None, None, None, 3))
+        if not model.built:
+            model.build((None, None, None, 3))
         _compile(model, task, config, steps, total_steps, jit)
         report = TrainReport(task.name, run_dir, total_steps=total_steps, parameters=model.count_params())
         if config.dry_run:
@@ -202,6 +209,7 @@ def _train(config, log):
             keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=max(1, min(50, steps))),
         ]
+    callbacks += task.callbacks(model, run_dir) if chief else []
     callbacks.append(StopAfterSteps(config.stop_after_steps))
     interrupt = StopOnInterrupt(checkpoint)
     callbacks.append(interrupt)

@@ -203,3 +203,28 @@ def gluoncv_arrays(model):
     files for tiny models.
     """
     return mapped_arrays(model, _dotted(gluoncv_layer_map(model)))
+
+
+def load_gluoncv_detector_backbone_params(detector, source):
+    """Load a GluonCV ImageNet classifier (``resnet50_v1b-*.params``) into a Mask R-CNN's ResNet.
+
+    GluonCV's ``train_mask_rcnn.py`` starts from these files. C4 models hold stages 1-3 in their feature
+    extractor and stage 4 in ``top_features`` (run on the pooled regions); FPN models all four in the
+    extractor. The classifier's ``fc`` is left out; every other array must find its layer.
+    """
+    backbone = detector.feature_extractor.get_layer("backbone")
+    rules = _backbone_rules(backbone)
+    mapping = {}
+    for path, _ in weighted_layers(detector):
+        if "/backbone/" in f"/{path}" or path.startswith("top_features/"):
+            gluon = _translate(path.rsplit("/", 1)[-1], rules)
+            if gluon is None:
+                raise ValueError(f"No GluonCV name for kseg layer {path!r}")
+            mapping[path] = f"{gluon}."
+    return load_mapped_arrays(
+        detector,
+        read_arrays(source),
+        mapping,
+        ignored=lambda key: key.startswith("fc."),
+        hint=" (is this the ImageNet file of this model's backbone?)",
+    )

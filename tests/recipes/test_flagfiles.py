@@ -47,7 +47,8 @@ def test_every_flag_is_a_config_field():
         flag_values.unparse_flags()
         flag_values(["train.py", f"--flagfile={path}"])
         config = config_from_flags(flag_values)
-        assert config.epochs >= 10 and config.batch_size >= 8, path
+        if not path.stem.startswith("quickstart_"):  # the quickstarts are small on purpose
+            assert config.epochs >= 10 and config.batch_size >= 8, path
 
 
 @pytest.mark.parametrize("short", SHORT_NAMES)
@@ -110,3 +111,18 @@ for path in sys.argv[1:]:
                             timeout=1200)
     assert result.returncode == 0, output_of(result)
     assert result.stdout.count("OK ") == len(paths)
+
+
+def test_every_mask_rcnn_entry_has_gluoncvs_recipe():
+    for name in list_presets("instance"):
+        preset = PRESETS[name]
+        path = REPO / preset.metadata.recipe
+        values = flags_of(path)
+        assert values["model-zoo"] == name
+        assert (values["batch-size"], values["lr"], values["epochs"], values["lr-decay-epochs"]) == ("8", "0.01", "26",
+                                                                                                     "17,23")
+        assert (values["short"], values["max-size"], values["warmup-steps"]) == ("800", "1333", "1000")
+        assert values["pretrained-backbone"] == {18: "resnet18_v1b", 50: "resnet50_v1b", 101: "resnet101_v1d"}[
+            preset.architecture["depth"]]
+        first = path.read_text().splitlines()[0]
+        assert f"box AP {preset.metrics['box AP']}" in first and f"mask AP {preset.metrics['mask AP']}" in first

@@ -80,3 +80,50 @@ def test_sgd_steps_on_one_batch_lower_its_loss(real_batch):
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     assert float(total_loss()) < first
+
+
+def first_step_losses(batches, jit_compile, precision="float32"):
+    import keras
+
+    from kseg.training.mask_rcnn import MaskRCNNTraining
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        keras.utils.set_random_seed(11)
+        trainer = MaskRCNNTraining(kseg.models.get("mask_rcnn_fpn_resnet18_v1b_coco", classes=["a", "b", "c"]))
+        trainer.compile(optimizer=GluonSGD(0.01), jit_compile=jit_compile)
+        history = trainer.fit(batches, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    return {key: values[0] for key, values in history.history.items()}
+
+
+@pytest.fixture(scope="module")
+def shape_batches(tmp_path_factory):
+    from kseg.data.synthetic import write_instance_dataset
+    from kseg.training.data import instance_training_dataset
+
+    folder = write_instance_dataset(tmp_path_factory.mktemp("shapes"), 4, 2, (64, 80), seed=3)
+    data = COCOInstances(folder / "annotations" / "instances_train2017.json", folder / "train2017")
+    return instance_training_dataset(data, 2, 1, InstanceTrainTransform(64, 80), (64, 96), True, 4, seed=0)
+
+
+@pytest.mark.large
+def test_the_whole_training_step_compiles_with_xla(shape_batches):
+    """Static shapes end to end (XLA compiles the step once per canvas, as on GPUs and TPUs); the same losses."""
+    eager = first_step_losses(shape_batches, jit_compile=False)
+    compiled = first_step_losses(shape_batches, jit_compile=True)
+    for key, value in eager.items():
+        assert compiled[key] == pytest.approx(value, rel=1e-4), key
+
+
+def test_a_bfloat16_step_keeps_float32_losses(shape_batches):
+    from kseg.ops.runtime import bfloat16_hardware
+
+    if not bfloat16_hardware():
+        pytest.skip("this CPU has no bfloat16 arithmetic (AVX512-BF16 or AMX)")
+    exact = first_step_losses(shape_batches, jit_compile=False)
+    mixed = first_step_losses(shape_batches, jit_compile=False, precision="mixed_bfloat16")
+    for key, value in exact.items():
+        assert np.isfinite(mixed[key]) and mixed[key] == pytest.approx(value, rel=0.1, abs=0.02), key

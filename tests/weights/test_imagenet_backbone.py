@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kseg
-from kseg.weights.gluoncv import load_gluoncv_backbone_params
+from kseg.weights.gluoncv import load_gluoncv_backbone_params, load_gluoncv_detector_backbone_params
 
 # Seeded ImageNet classifiers from GluonCV, their .params and their layer4 features (before the pooling).
 GLUONCV_SCRIPT = r"""
@@ -32,6 +32,12 @@ for name in ("resnet18_v1b", "resnet50_v1s"):
     y = net.maxpool(net.relu(net.bn1(net.conv1(x))))
     y = net.layer4(net.layer3(net.layer2(net.layer1(y))))
     np.save(f"{out}/{name}_c5.npy", y.asnumpy())
+    # Mask R-CNN C4 runs stages 1-3 on the image and stage 4 on 14 x 14 regions: a 224 x 224 input has both.
+    x224 = mx.nd.array(np.random.RandomState(1).randn(1, 3, 224, 224).astype("float32"))
+    c4 = net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x224)))))))
+    np.save(f"{out}/input224.npy", x224.asnumpy())
+    np.save(f"{out}/{name}_c4_224.npy", c4.asnumpy())
+    np.save(f"{out}/{name}_c5_224.npy", net.layer4(c4).asnumpy())
 """
 
 
@@ -71,3 +77,27 @@ def test_the_backbone_preset_loads_gluoncvs_imagenet_file(gluoncv_files):
     ours = backbone(x, training=False)["c5"].numpy()
     theirs = np.load(gluoncv_files / "resnet50_v1s_c5.npy").transpose(0, 2, 3, 1)
     assert np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-5
+
+
+@pytest.mark.gluoncv
+@pytest.mark.parametrize("name", ["mask_rcnn_resnet18_v1b_coco", "mask_rcnn_fpn_resnet18_v1b_coco"])
+def test_imagenet_params_load_into_a_mask_rcnn(gluoncv_files, name):
+    """train_mask_rcnn.py starts from the ImageNet classifier: C4 models take stage 4 into ``top_features``."""
+    detector = kseg.models.get(name)
+    rpn_before = detector.rpn_head.get_weights()[0].copy()
+    load_gluoncv_detector_backbone_params(detector, gluoncv_files / "resnet18_v1b.params")
+    x = np.load(gluoncv_files / "input224.npy").transpose(0, 2, 3, 1)
+    c4 = np.load(gluoncv_files / "resnet18_v1b_c4_224.npy").transpose(0, 2, 3, 1)
+    c5 = np.load(gluoncv_files / "resnet18_v1b_c5_224.npy").transpose(0, 2, 3, 1)
+    if detector.config.fpn:
+        ours = detector.feature_extractor.get_layer("backbone")(x, training=False)
+        pairs = [(ours["c4"].numpy(), c4), (ours["c5"].numpy(), c5)]
+    else:
+        ours_c4 = detector.feature_extractor(x, training=False)["c4"].numpy()
+        pairs = [(ours_c4, c4), (detector.top_features(c4, training=False).numpy(), c5)]
+    for ours, theirs in pairs:
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-5
+    np.testing.assert_array_equal(detector.rpn_head.get_weights()[0], rpn_before)  # heads untouched
+    with pytest.raises(ValueError, match="do not match"):
+        load_gluoncv_detector_backbone_params(detector, gluoncv_files / "resnet50_v1s.params")
