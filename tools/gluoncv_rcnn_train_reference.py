@@ -794,9 +794,11 @@ def cmd_train_step(args):
     out["trained_names"] = np.array([k for k, _ in written])
     lrs, times = [], []
     for step in range(args.steps):
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # step_seconds: forward_backward and trainer.step only, not the recording
         with mx.autograd.train_mode():  # as the script's training loop runs forward_backward
             res = task.forward_backward(batch)
+        mx.nd.waitall()
+        busy = time.perf_counter() - t0
         require(inj.calls == step + 1 and len(captured) == step + 1, "injected sampler / net not called once")
         metrics = [f32(m).reshape(1) for m in res[:5]]
         out.update({f"loss_{step}_{n}": m for n, m in zip(LOSS_TERMS, metrics, strict=True)})
@@ -804,10 +806,11 @@ def cmd_train_step(args):
         out[f"total_{step}"] = np.float32(np.float32(r1 + r2) + np.float32(c1 + c2)) + m
         out.update({f"grad_{step}/{k}": p.grad().asnumpy().copy() for k, p in written})
         lrs.append(trainer.learning_rate)
+        t0 = time.perf_counter()
         trainer.step(1)
         mx.nd.waitall()
+        times.append(round(busy + time.perf_counter() - t0, 3))
         out.update(param_arrays(items, f"param_{step}"))
-        times.append(round(time.perf_counter() - t0, 2))
     require(trainer._kvstore is None and not trainer._update_on_kvstore, "trainer uses a kvstore")
     require(type(trainer._optimizer) is mx.optimizer.SGD, "optimizer is not MXNet's SGD")
     o = captured[0]  # cls_pred, box_pred, mask_pred, roi, samples, matches, rpn_score, rpn_box, anchors,

@@ -6,8 +6,9 @@ probability 0.5 (``x' = W - x``, boxes ``x1' = W - x2``); then each object's pol
 with pycocotools **at the resized size** (masks are drawn, not resized). The flip is drawn from
 the sample's own seed (seed, epoch, index), so a resumed run sees the same flips.
 
-The image resize is TF's bilinear, not OpenCV's fixed-point ``INTER_LINEAR`` GluonCV calls (they
-differ by at most a grey level); everything computed from the boxes and polygons is GluonCV's.
+The image resize is TF's bilinear, not OpenCV's fixed-point ``INTER_LINEAR`` GluonCV calls (on the
+real COCO samples: a mean difference under one grey level, 99% of pixels within 3, with kseg's own JPEG
+decoding); everything computed from the boxes and polygons is GluonCV's, exactly.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mask R-CNN's five losses with GluonCV's normalisation (``train_mask_rcnn.py``'s ``forward_backward``).
+"""Mask R-CNN's five losses with GluonCV's normalisation (``ForwardBackwardTask.forward_backward``).
 
 Each term is a sum over one image's (or one device's) sampled elements divided by a count:
 

@@ -6,6 +6,8 @@
 - :mod:`~kseg.ops.anchors`, :mod:`~kseg.ops.boxes`, :mod:`~kseg.ops.nms`,
   :mod:`~kseg.ops.proposals`, :mod:`~kseg.ops.roi_align`: Mask R-CNN's detection ops;
 - :mod:`~kseg.ops.masks`: mask pasting (numpy, as GluonCV's evaluation; and in TF);
+- :mod:`~kseg.ops.matching`, :mod:`~kseg.ops.rpn_targets`, :mod:`~kseg.ops.rcnn_targets`: Mask R-CNN's
+  training targets (MXNet's matching IoU, GluonCV's RPN labels, the RCNN sampler, box and mask targets);
 - :mod:`~kseg.ops.runtime`: the accelerator, the XLA policy and the stock-ops switch.
 """
 

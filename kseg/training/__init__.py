@@ -1,8 +1,10 @@
 """Training as library code: a typed :class:`TrainConfig`, ``train(config)``, and its building blocks.
 
-The building blocks are GluonCV's: SGD with coupled weight decay and the
-heads' 10x learning rate (:class:`GluonSGD`), the poly schedule
-(:class:`PolyLearningRate`), and a resumable data stream and checkpoints.
+The building blocks are GluonCV's: SGD with coupled weight decay, the
+heads' 10x learning rate and no decay on detection biases (:class:`GluonSGD`),
+the poly schedule (:class:`PolyLearningRate`) and the detection step schedule
+(:class:`StepWarmupSchedule`), and a resumable data stream and checkpoints.
+Mask R-CNN's training model is :class:`kseg.training.mask_rcnn.MaskRCNNTraining`.
 
 Example:
     >>> from kseg.training import TrainConfig, train
@@ -12,8 +14,18 @@ Example:
 """
 
 from kseg.training.config import TrainConfig
-from kseg.training.optimizer import GluonSGD, head_lr_multipliers
-from kseg.training.schedules import PolyLearningRate
+from kseg.training.optimizer import GluonSGD, bias_l2_multipliers, head_lr_multipliers
+from kseg.training.schedules import PolyLearningRate, StepWarmupSchedule
 from kseg.training.trainer import TrainReport, config_flags, train
 
-__all__ = ["GluonSGD", "PolyLearningRate", "TrainConfig", "TrainReport", "config_flags", "head_lr_multipliers", "train"]
+__all__ = [
+    "GluonSGD",
+    "PolyLearningRate",
+    "StepWarmupSchedule",
+    "TrainConfig",
+    "TrainReport",
+    "bias_l2_multipliers",
+    "config_flags",
+    "head_lr_multipliers",
+    "train",
+]

@@ -8,7 +8,7 @@ backbone's rate (``lr_mult = 10``, ``scripts/segmentation/train.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 from keras import ops
@@ -27,7 +27,7 @@ def head_lr_multipliers(model: keras.Model, multiplier: float = 10.0) -> dict[st
     return {v.path: float(multiplier) for v in model.trainable_variables if id(v) not in backbone}
 
 
-def bias_l2_multipliers(variables) -> dict[str, float]:
+def bias_l2_multipliers(variables: Iterable[keras.Variable]) -> dict[str, float]:
     """``{path: 0.0}`` for every bias among ``variables``: GluonCV's detection scripts decay no bias
     (``collect_params('.*bias')`` gets ``wd_mult = 0``).
 

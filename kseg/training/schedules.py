@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import keras
 from keras import ops
@@ -78,7 +79,7 @@ class StepWarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self,
         base_lr: float,
         steps_per_epoch: int,
-        decay_epochs=(17, 23),
+        decay_epochs: Sequence[float] = (17, 23),
         decay: float = 0.1,
         warmup_steps: float = 1000,
         warmup_factor: float = 1 / 3,

@@ -346,6 +346,33 @@ def test_rcnn_and_mask_targets_on_kseg_samples_are_gluoncvs(side_python, cache, 
         assert (reference["mask_mask_selected"][b][positive] == 1).all()
 
 
+@pytest.mark.parametrize("model", FAST_MODELS)
+def test_gluoncvs_rcnn_sampler_draws_what_kseg_labels(side_python, cache, model):
+    """GluonCV's own sampler (MXNet's RNG, an unstable sort) cannot be replayed; what it draws must be what kseg's
+    labels allow: each sampled row's label and match as kseg gives that candidate, and the counts of the slots."""
+    num_sample, max_positive, _ = RCNN_SAMPLES[model]
+    boxes, hw = transformed_real_boxes()[0]
+    rng = np.random.default_rng(1)
+    proposals, scores = proposals_around(rng, boxes, hw, 800)
+    gt = np.concatenate([boxes, -np.ones((2, 4), np.float32)])[None]
+    reference = gluoncv(side_python, cache, f"rcnn_sampler_{model}", "rcnn-sampler", "--model", model, "--seed", "0",
+                        inputs={"rois": proposals[None], "scores": scores[None], "gt_boxes": gt})  # fmt: skip
+    # Every candidate's kseg label: all of them in the sampler's second block.
+    count = len(proposals) + gt.shape[1]
+    rois, labels, matches = (t.numpy()[0] for t in rcnn_sample(proposals[None], scores[None], gt,
+                                                               np.zeros((1, count), np.float32), count, 0))
+    by_box = {tuple(box): (label, match) for box, label, match in zip(rois.tolist(), labels, matches, strict=True)}
+    sampled = reference["samples"][0].astype(int)
+    for box, label, match in zip(reference["rois"][0].tolist(), sampled, reference["matches"][0], strict=True):
+        ours_label, ours_match = by_box[tuple(box)]
+        assert ours_label == label, (box, label, ours_label)
+        if label == 1:
+            assert ours_match == int(match)
+    positives = int((labels == 1).sum())
+    assert (sampled == 1).sum() == min(positives, max_positive) and (sampled == -1).sum() == num_sample - min(
+        positives, max_positive)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------- losses
 
 
