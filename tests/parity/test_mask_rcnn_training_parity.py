@@ -33,6 +33,7 @@ from kseg.losses.mask_rcnn import mask_loss, rcnn_losses, rpn_losses
 from kseg.ops.anchors import feature_sizes, image_anchors
 from kseg.ops.rcnn_targets import mask_targets, rcnn_sample, rcnn_targets
 from kseg.ops.rpn_targets import rpn_labels, rpn_targets
+from kseg.ops.runtime import stock_tf_ops
 from kseg.training.mask_rcnn import TrainingSettings, freeze_for_training, training_losses
 from kseg.training.optimizer import GluonSGD, bias_l2_multipliers
 from kseg.training.schedules import StepWarmupSchedule
@@ -57,7 +58,14 @@ ALL_MODELS = (
     "mask_rcnn_fpn_resnet101_v1d_coco",
 )
 # (S, P) of each model's RCNN sampler and its mask size.
-RCNN_SAMPLES = {"mask_rcnn_resnet18_v1b_coco": (256, 64, 14), "mask_rcnn_fpn_resnet18_v1b_coco": (512, 128, 14)}
+RCNN_SAMPLES = {
+    "mask_rcnn_resnet18_v1b_coco": (256, 64, 14),
+    "mask_rcnn_fpn_resnet18_v1b_coco": (512, 128, 14),
+    "mask_rcnn_resnet50_v1b_coco": (128, 32, 14),
+    "mask_rcnn_fpn_resnet50_v1b_coco": (512, 128, 28),
+    "mask_rcnn_resnet101_v1d_coco": (128, 32, 14),
+    "mask_rcnn_fpn_resnet101_v1d_coco": (512, 128, 28),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -486,6 +494,7 @@ def relative_l2(actual, expected):
     return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30))
 
 
+# R50/R101: not yet; on the C4 ones the losses already differ from GluonCV's beyond 1e-5 (not yet looked into).
 @pytest.mark.parametrize("model", FAST_MODELS)
 def test_one_training_step_makes_gluoncvs_update(side_python, cache, model):
     """GluonCV's ``ForwardBackwardTask`` and ``Trainer.step`` on one real image, GluonCV-written random weights,
@@ -529,27 +538,35 @@ def test_one_training_step_makes_gluoncvs_update(side_python, cache, model):
     optimizer = GluonSGD(lr, momentum=0.9, l2_decay=1e-4, l2_multipliers=bias_l2_multipliers(variables))
     names = {"rpn_objectness": "rpn_loss1", "rpn_box": "rpn_loss2", "rcnn_class": "rcnn_loss1",
              "rcnn_box": "rcnn_loss2", "mask": "mask_loss"}  # fmt: skip
-    for step in range(2):
+    def step_gradients():
         with tf.GradientTape() as tape:
             losses = training_losses(network, batch, settings=settings, samples=samples)
             total = tf.add_n([tf.reduce_sum(v) for v in losses.values()])
-        for ours, theirs in names.items():
+        return losses, tape.gradient(total, variables)
+
+    for step in range(2):
+        losses, gradients = step_gradients()
+        for ours, theirs in names.items():  # step 1 starts from weights one float32 update apart
             np.testing.assert_allclose(losses[ours].numpy(), reference[f"loss_{step}_{theirs}"].reshape(-1),
-                                       rtol=1e-5, err_msg=f"step {step}: {ours}")  # fmt: skip
-        gradients = tape.gradient(total, variables)
+                                       rtol=1e-5 if step == 0 else 1e-4, err_msg=f"step {step}: {ours}")  # fmt: skip
         ours = in_mxnet_names(network, {v.path: g.numpy() for v, g in zip(variables, gradients, strict=True)})
         assert sorted(ours) == sorted(trained)
         errors = {name: relative_l2(ours[name], reference[f"grad_{step}/{name}"]) for name in trained}
         worst = max(errors, key=errors.get)
+        # kseg's own float32 noise on this very step: its stock RoIAlign against its compiled one.
+        with stock_tf_ops():
+            _, stock = step_gradients()
+        stock = in_mxnet_names(network, {v.path: g.numpy() for v, g in zip(variables, stock, strict=True)})
+        own = max(relative_l2(stock[name], ours[name]) for name in trained if np.any(ours[name]))
         if os.environ.get("KSEG_SHOW_ERRORS"):
-            print(step, sorted(errors.items(), key=lambda item: item[1]))
-        # Measured here at step 0: C4 agrees to 5e-5 in every tensor. On FPN the heads agree to 1e-5 and the rest
-        # (everything behind RoIAlign's backward: P3/P4, laterals, backbone, box_fc1, mask convs) to 2.2e-4,
-        # which is kseg's own noise: its compiled and stock RoIAlign give gradients that differ by 2.2e-4 on
-        # this same step (the stock one is 1.6e-4 from GluonCV). Step 1 starts from weights that differ by step
-        # 0's float32 roundings, which the early layers amplify (8e-4). A wrong normalisation or term is 1e-2+.
-        bound = (5e-4 if fpn else 1e-4) if step == 0 else 3e-3
-        assert errors[worst] < bound, (step, worst, errors[worst])
+            print(step, f"own {own:.2e}", sorted(errors.items(), key=lambda item: item[1])[-3:])
+        # Measured at step 0: R18 C4 agrees to 5e-5 in every tensor; R18 FPN's heads to 1e-5 and the rest (behind
+        # RoIAlign's backward) to 2.2e-4, kseg's own compiled-vs-stock difference on the same step. Deeper nets
+        # carry more float32 noise on both sides, so the bound is also 4x kseg's own difference. Step 1 starts
+        # from weights one float32 update apart, which the early layers amplify. A wrong normalisation or a
+        # missing term is 1e-2 and more.
+        bound = max((5e-4 if fpn else 1e-4) if step == 0 else 3e-3, 4 * own)
+        assert errors[worst] < bound, (step, worst, errors[worst], own)
         before = in_mxnet_names(network, {v.path: v.numpy() for v in network.weights})
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         after = in_mxnet_names(network, {v.path: v.numpy() for v in network.weights})
