@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 
 from kseg.evaluation.coco import evaluate_coco, locate
-from kseg.presets import BACKBONE, PRESETS, Preprocessing, ShortSideResize
+from kseg.presets import PRESETS, Preprocessing, ShortSideResize
 from kseg.training.task import TrainingTask
 from kseg.utils.io import write_atomic
 
@@ -64,14 +64,6 @@ class InstanceTraining(TrainingTask):
     def describe(self):
         canvas = f", canvas {self.canvas[0]}x{self.canvas[1]}" if self.canvas else ""
         return f"short {self.short} max {self.max_size}{canvas}"
-
-    def check_paths(self):
-        super().check_paths()
-        source = self.config.pretrained_backbone
-        if source and not Path(source).is_file() and (source not in PRESETS or PRESETS[source].task != BACKBONE):
-            backbones = ", ".join(name for name, p in PRESETS.items() if p.task == BACKBONE)
-            raise FileNotFoundError(f"--pretrained-backbone: no file {source}, nor a GluonCV ImageNet backbone "
-                                    f"({backbones})")  # fmt: skip
 
     # -- data -------------------------------------------------------------------------------------------------------
     def datasets(self):
@@ -160,9 +152,6 @@ class InstanceTraining(TrainingTask):
         from kseg.training.optimizer import bias_l2_multipliers
 
         return bias_l2_multipliers(model.trainable_variables)
-
-    def optimizer_options(self):
-        return {"clipvalue": self.config.clip_gradient} if self.config.clip_gradient else {}
 
     def compile_arguments(self, model):
         return {}

@@ -20,7 +20,7 @@ from kseg.evaluation.semantic import EvalSettings, evaluate_semantic
 from kseg.losses import SegmentationCrossEntropy
 from kseg.metrics import MeanIoU, PixelAccuracy
 from kseg.models import choose_model, load_model_weights
-from kseg.presets import BACKBONE, PRESETS, get_preset
+from kseg.presets import get_preset
 from kseg.training.data import training_dataset, validation_dataset
 from kseg.training.optimizer import head_lr_multipliers
 from kseg.training.task import TrainingTask
@@ -46,15 +46,6 @@ class SemanticTraining(TrainingTask):
 
     def describe(self):
         return f"crop {self.crop_size} base {self.base_size}"
-
-    def check_paths(self):
-        super().check_paths()
-        source = self.config.pretrained_backbone
-        if source and not Path(source).is_file() and (source not in PRESETS or PRESETS[source].task != BACKBONE):
-            backbones = ", ".join(name for name, p in PRESETS.items() if p.task == BACKBONE)
-            raise FileNotFoundError(
-                f"--pretrained-backbone: no file {source}, nor a GluonCV ImageNet backbone ({backbones})"
-            )
 
     # -- data -------------------------------------------------------------------------------------------------------
     def datasets(self):

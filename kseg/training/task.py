@@ -42,11 +42,17 @@ class TrainingTask:
 
     def check_paths(self) -> None:
         """Refuse missing inputs before any model is built or step taken."""
-        from kseg.presets import PRESETS
+        from kseg.presets import BACKBONE, PRESETS
 
         init = self.config.init_from
         if init and init != "pretrained" and init not in PRESETS and not Path(init).is_file():
             raise FileNotFoundError(f"--init-from: no zoo model or file named {init}")
+        source = self.config.pretrained_backbone
+        if source and not Path(source).is_file() and (source not in PRESETS or PRESETS[source].task != BACKBONE):
+            backbones = ", ".join(name for name, p in PRESETS.items() if p.task == BACKBONE)
+            raise FileNotFoundError(
+                f"--pretrained-backbone: no file {source}, nor a GluonCV ImageNet backbone ({backbones})"
+            )
         missing = [path for path in self.config.predict if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"--predict: no image at {', '.join(missing)}")
