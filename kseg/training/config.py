@@ -137,6 +137,9 @@ class TrainConfig:
                 float(epoch)
             except ValueError:
                 raise ValueError(f"lr_decay_epochs must be numbers, got {epoch!r}") from None
+        if self.deterministic and self.jit_compile:
+            raise ValueError("deterministic and jit_compile do not go together: Keras compiles nothing with XLA "
+                             "while TensorFlow's op determinism is on; drop one")
         if not self.gradient_scale > 0:
             raise ValueError(f"gradient_scale must be positive, got {self.gradient_scale}")
         if not (self.model_zoo or self.model):

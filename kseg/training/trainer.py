@@ -114,11 +114,18 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainRepor
 
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train takes a kseg.training.TrainConfig, got {type(config).__name__}")
+    from tensorflow.python.framework import config as tf_config
+
     policy = keras.config.dtype_policy()
+    deterministic = tf_config.is_op_determinism_enabled()
     try:
         return _train(config, log)
-    finally:  # the precision of the run is set globally while it lasts (Keras builds layers under it)
+    finally:
+        # Precision and --deterministic are process-wide while the run lasts; neither may outlive it (Keras
+        # silently turns XLA off for every later model while op determinism is on).
         keras.config.set_dtype_policy(policy)
+        if not deterministic:
+            tf_config.disable_op_determinism()
 
 
 def _train(config, log):
@@ -154,7 +161,7 @@ def _train(config, log):
     chief = distribute.is_chief(strategy)
     precision = distribute.resolve_precision(config.precision)
     distribute.set_precision(precision)
-    jit = resolve_jit(config.jit_compile)
+    jit = resolve_jit(config.jit_compile) and not config.deterministic  # Keras would turn it off unsaid
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} does not split over {replicas} replicas")

@@ -42,6 +42,18 @@ def test_a_run_returns_its_report_and_carries_its_metadata(data_root, tmp_path):
     assert keras.config.dtype_policy().name == "float32"  # the run's precision does not outlive it
 
 
+def test_deterministic_ops_do_not_outlive_the_run(data_root, tmp_path):
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    lines = []
+    train(tiny(data_root, tmp_path / "run", deterministic=True, dry_run=True), log=lines.append)
+    assert not is_op_determinism_enabled()  # it would switch XLA off for every later model in the process
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(loss="mse", jit_compile=True)
+    model.predict(np.zeros((2, 4), np.float32), verbose=0)
+    assert model.jit_compile is True
+
+
 def test_flags_of_the_config_are_a_flagfile(data_root, tmp_path):
     config = tiny(data_root, tmp_path, aux=True, predict=("a.png", "b.png"), jit_compile=False)
     text = config_flags(config)
@@ -61,6 +73,7 @@ def test_flags_of_the_config_are_a_flagfile(data_root, tmp_path):
         ({"dataset": "cityscapes"}, "dataset must be one of"),
         ({"output_stride": 12}, "output_stride must be 8, 16 or 32"),
         ({"model": None}, "Name a model"),
+        ({"deterministic": True, "jit_compile": True}, "deterministic and jit_compile do not go together"),
     ],
 )
 def test_bad_configurations_are_refused(data_root, tmp_path, changes, error):
