@@ -75,6 +75,12 @@ schedule --batch-size B --iters-per-epoch I --epochs E [--lr-decay-epoch 17,23] 
     train_mask_rcnn.py's lr logic replayed in Python. Keys: lr float64 ((E - S0) * I,) (the lr applied at
     every global iteration), iterations int64 (global ids), epoch int32, base_lr float64, lr_warmup float64.
 
+reset-class --model NAME --seed K --classes A,B,... --reuse JSON --params-out FILE.params
+    Seeded weights (the sibling tool's init_params) saved to FILE, then ``net.reset_class(classes,
+    reuse_weights=JSON)`` (a list of names, or an object {new: old} of names or indices; a decimal key is a new
+    index). Keys: the six class-layer arrays after it, by structural name (class_predictor.weight,
+    class_predictor.bias, box_predictor.*, mask.mask.*), MXNet layout.
+
 trainable --model NAME
     After get_model + initialize (+ one small inference forward to resolve deferred shapes), the script's
     train() settings: grad_req null everywhere, 'write' on collect_train_params(), wd_mult 0 on '.*bias'; a
@@ -826,6 +832,33 @@ def cmd_train_step(args):
                      metrics={k: float(v[0]) for k, v in out.items() if k.startswith("loss_")})
 
 
+# ----------------------------------------------------------------------------------------------- reset class
+
+CLASS_PARAMS = ("class_predictor.", "box_predictor.", "mask.mask.")
+
+
+def cmd_reset_class(args):
+    net = build_net(args.model)
+    resolve_shapes(net)
+    init_params(net, args.seed)
+    tmp = f"{args.params_out}.tmp{os.getpid()}"
+    net.save_parameters(tmp)
+    os.replace(tmp, args.params_out)
+    old_classes = list(net.classes)
+    classes = args.classes.split(",")
+    reuse = json.loads(args.reuse)
+    if isinstance(reuse, dict):  # JSON keys are strings: a decimal one is a new class index
+        reuse = {int(k) if k.isdecimal() else k: v for k, v in reuse.items()}
+    with warnings.catch_warnings(record=True) as caught:  # names in neither list only warn
+        warnings.simplefilter("always")
+        net.reset_class(classes, reuse_weights=copy.deepcopy(reuse))
+    items = net._collect_params_with_prefix().items()
+    out = {k: p.data().asnumpy().copy() for k, p in items if k.startswith(CLASS_PARAMS)}
+    require(len(out) == 6, f"expected 6 class-layer arrays, found {sorted(out)}")
+    return out, dict(net_config(net), old_classes=old_classes, classes=classes, reuse=reuse,
+                     warnings=[str(w.message) for w in caught], params_out=args.params_out)
+
+
 # ------------------------------------------------------------------------------------------------------ main
 
 
@@ -883,6 +916,11 @@ def parser():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--rpn-smoothl1-rho", type=float, default=1.0 / 9.0)
     p.add_argument("--rcnn-smoothl1-rho", type=float, default=1.0)
+    p = command("reset-class", cmd_reset_class, model=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", required=True, help="comma-separated new class names")
+    p.add_argument("--reuse", required=True, help="reuse_weights as JSON: a list of names or a {new: old} object")
+    p.add_argument("--params-out", required=True, help="where the weights before reset_class are saved")
     return ap, cmds
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from kseg.models.builders import BUILDERS, CONVERTER_OF_TASK, METHOD_HEADS, build_backbone, canonical_backbone
+from kseg.models.class_rows import ReuseClasses, class_layers, load_reusing_classes, reuse_map
 from kseg.models.layers import dtype_policy_scope
 from kseg.models.loading import load_weights, weight_variants
 from kseg.models.segmentation import SemanticSegmenter, default_semantic_metadata
@@ -82,6 +83,7 @@ def get(
     sync_bn: bool | None = None,
     strict: bool = False,
     precision: str | None = None,
+    reuse_classes: ReuseClasses | None = None,
 ) -> keras.Model:
     """Build a published model by its GluonCV name, for any task.
 
@@ -95,6 +97,11 @@ def get(
         num_classes, classes: other classes than the preset's (fine-tuning):
             their number, or their names. Every weight but the class layers is
             loaded; the class layers start afresh.
+        reuse_classes: with other ``classes``, start the class layers' rows of
+            classes the preset knows from its weights (GluonCV's
+            ``reset_class(reuse_weights=...)``; the background score too):
+            True (every class whose name the preset has), a list of such
+            names, or ``{new: preset}`` names or indices.
         aux: semantic models: add the auxiliary FCN head (training). Default off.
         output_stride: semantic models and backbones: 8 as published (32 for
             the ImageNet backbones); 16 trades accuracy for speed.
@@ -115,6 +122,8 @@ def get(
         >>> model.metadata.classes[:2]
         ('wall', 'building, edifice')
         >>> tuned = kseg.models.get("psp_resnet101_ade", weights="pretrained", classes=["road", "car"], aux=True)
+        >>> pets = kseg.models.get("mask_rcnn_resnet50_v1b_coco", weights="pretrained",
+        ...                        classes=["cat", "dog", "hamster"], reuse_classes=True)  # cat, dog from COCO
     """
     preset = get_preset(name)
     options = {"aux": aux, "output_stride": output_stride, "sync_bn": sync_bn}
@@ -130,6 +139,12 @@ def get(
 
     if weights is not None and isinstance(weights, str) and weights.lower() == "none":
         weights = None
+    if reuse_classes is not None and reuse_classes is not False:
+        if other_classes is None or weights is None:
+            raise ValueError("reuse_classes is for loading weights into other classes: give weights= and classes=")
+        reuse_map(preset.classes, other_classes, reuse_classes)  # bad names fail before anything is built
+    else:
+        reuse_classes = None
     if strict and other_classes is not None and weights is not None and not str(weights).endswith(".weights.h5"):
         source = "GluonCV's published weights" if weights == "pretrained" else str(weights)
         raise ValueError(
@@ -146,6 +161,9 @@ def get(
         return model
     if isinstance(weights, str) and weights == "pretrained":
         weights = pretrained_weights(preset.name)
+    if reuse_classes is not None:
+        load_reusing_classes(model, weights, preset.weights.converter, preset, reuse_classes)
+        return model
     load_weights(
         model,
         weights,
@@ -274,7 +292,9 @@ def pretrained_weights(name: str) -> Path:
     return fetch_pretrained(preset.weights, convert=lambda source, params, out: _convert(preset, params, out))
 
 
-def load_model_weights(model: keras.Model, weights: str | os.PathLike, strict: bool = False) -> list[str]:
+def load_model_weights(
+    model: keras.Model, weights: str | os.PathLike, strict: bool = False, reuse_classes: ReuseClasses | None = None
+) -> list[str]:
     """Load weights into a built kseg model (fine-tuning, resuming, models outside the presets).
 
     ``weights`` is a preset name (its published weights, e.g. the COCO model a
@@ -282,7 +302,9 @@ def load_model_weights(model: keras.Model, weights: str | os.PathLike, strict: b
     converter) or a ``.weights.h5`` saved from the model or a variant of it
     (with or without the auxiliary head, the preset's classes). Layers the
     source lacks (other classes) keep their initialisation and are returned;
-    ``strict`` refuses that.
+    ``strict`` refuses that. ``reuse_classes`` (with a preset name, whose
+    classes are known) starts the rows of shared classes from it, as in
+    :func:`get`.
 
     Example:
         >>> model = kseg.models.build("fcn", "resnet101_v1s", num_classes=21, aux=True)
@@ -293,4 +315,9 @@ def load_model_weights(model: keras.Model, weights: str | os.PathLike, strict: b
     if isinstance(weights, str) and weights in PRESETS:
         source, weights = PRESETS[weights], pretrained_weights(weights)
     converter = CONVERTER_OF_TASK[metadata_of(model).task]
+    if reuse_classes is not None and reuse_classes is not False:
+        if source is None or not source.classes:
+            raise ValueError(f"reuse_classes needs a zoo name as the weights (its classes are known), got {weights}")
+        load_reusing_classes(model, weights, converter, source, reuse_classes)
+        return list(class_layers(model))  # each keeps its initialisation in the rows of classes not reused
     return load_weights(model, weights, converter, variants=weight_variants(model, source), strict=strict)

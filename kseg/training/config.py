@@ -46,6 +46,9 @@ class TrainConfig:
     init_from: str | None = _field(
         None, "Start from a zoo entry's published weights (its name; 'pretrained': the --model-zoo entry's) or a file."
     )
+    reuse_classes: bool = _field(
+        False, "With --init-from a zoo entry and other classes: start the rows of its classes kept by name from it."
+    )
     pretrained_backbone: str | None = _field(
         None, "A GluonCV ImageNet backbone: its name (e.g. resnet101_v1s, fetched as the zoo's) or its .params."
     )
@@ -140,6 +143,8 @@ class TrainConfig:
         if self.deterministic and self.jit_compile:
             raise ValueError("deterministic and jit_compile do not go together: Keras compiles nothing with XLA "
                              "while TensorFlow's op determinism is on; drop one")
+        if self.reuse_classes and not self.init_from:
+            raise ValueError("reuse_classes reuses --init-from's class rows: name a zoo entry in init_from")
         if not self.gradient_scale > 0:
             raise ValueError(f"gradient_scale must be positive, got {self.gradient_scale}")
         if not (self.model_zoo or self.model):

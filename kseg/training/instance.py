@@ -119,7 +119,6 @@ class InstanceTraining(TrainingTask):
 
     def initialize(self, model):
         """``--pretrained-backbone`` (GluonCV's ImageNet file) then ``--init-from`` (a zoo entry or a file)."""
-        from kseg.models import load_model_weights
         from kseg.weights.download import fetch_params
         from kseg.weights.gluoncv import load_gluoncv_detector_backbone_params
 
@@ -136,9 +135,7 @@ class InstanceTraining(TrainingTask):
             return
         if source == "pretrained":
             source = self.name
-        skipped = load_model_weights(model.detector, source)
-        fresh = f" ({len(skipped)} layer(s) afresh: {', '.join(skipped)})" if skipped else ""
-        self.log(f"Initialised from {source}{fresh}")
+        self.load_init_from(model.detector, source)
 
     def schedule(self, steps_per_epoch, total_steps):
         from kseg.training.schedules import StepWarmupSchedule

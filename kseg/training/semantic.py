@@ -19,7 +19,7 @@ from kseg.data.synthetic import ensure_dataset
 from kseg.evaluation.semantic import EvalSettings, evaluate_semantic
 from kseg.losses import SegmentationCrossEntropy
 from kseg.metrics import MeanIoU, PixelAccuracy
-from kseg.models import choose_model, load_model_weights
+from kseg.models import choose_model
 from kseg.presets import get_preset
 from kseg.training.data import training_dataset, validation_dataset
 from kseg.training.optimizer import head_lr_multipliers
@@ -110,9 +110,7 @@ class SemanticTraining(TrainingTask):
                 if self.choice.preset is None:
                     raise ValueError(f"--init-from pretrained: {self.name} is not a zoo model; name a weights file")
                 source = self.choice.preset.name
-            skipped = load_model_weights(model, source)
-            fresh = f" ({len(skipped)} layer(s) afresh: {', '.join(skipped)})" if skipped else ""
-            self.log(f"Initialised from {source}{fresh}")
+            self.load_init_from(model, source)
         elif not config.pretrained_backbone and self.choice.preset is not None:
             self.log(
                 "Note: the backbone starts from random weights; GluonCV's recipes start from ImageNet "

@@ -47,6 +47,8 @@ class TrainingTask:
         init = self.config.init_from
         if init and init != "pretrained" and init not in PRESETS and not Path(init).is_file():
             raise FileNotFoundError(f"--init-from: no zoo model or file named {init}")
+        if self.config.reuse_classes and init not in PRESETS and init != "pretrained":
+            raise ValueError(f"--reuse-classes needs --init-from a zoo entry (its classes are known), not {init}")
         source = self.config.pretrained_backbone
         if source and not Path(source).is_file() and (source not in PRESETS or PRESETS[source].task != BACKBONE):
             backbones = ", ".join(name for name, p in PRESETS.items() if p.task == BACKBONE)
@@ -73,6 +75,19 @@ class TrainingTask:
 
     def initialize(self, model: keras.Model) -> None:
         """Pretrained weights into the freshly built model (before any checkpoint is restored)."""
+
+    def load_init_from(self, model: keras.Model, source: str) -> None:
+        """``--init-from`` (a zoo name's published weights, or a file) into ``model``; says what starts afresh."""
+        from kseg.models import load_model_weights
+        from kseg.presets import PRESETS
+
+        skipped = load_model_weights(model, source, reuse_classes=self.config.reuse_classes)
+        if self.config.reuse_classes:
+            kept = [name for name in model.metadata.classes if name in PRESETS[source].classes]
+            note = f" (class rows of {len(kept)} of {len(model.metadata.classes)} classes reused: {', '.join(kept)})"
+        else:
+            note = f" ({len(skipped)} layer(s) afresh: {', '.join(skipped)})" if skipped else ""
+        self.log(f"Initialised from {source}{note}")
 
     def lr_multipliers(self, model: keras.Model) -> dict:
         """``{variable path: learning-rate multiplier}`` (GluonCV's heads at 10x)."""

@@ -105,3 +105,36 @@ def test_a_file_of_another_model_is_refused_in_a_short_message(source_files, ent
     with pytest.raises(ValueError, match="does not hold weights for") as error:
         kseg.models.get(NAME, weights=path)
     assert len(str(error.value)) < 1200 and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["params", "h5"])
+def test_rows_of_classes_kept_by_name_are_reused(source_files, entry, kind):
+    """GluonCV's ``reset_class(reuse_weights=...)`` for a semantic model: the rows of "cat" and "dog" come from the
+    file (in their new order); the new class starts afresh; every other weight is the file's."""
+    source, params, h5 = source_files
+    old = list(entry.classes)
+    model = kseg.models.get(NAME, weights=params if kind == "params" else h5, classes=["dog", "unicorn", "cat"],
+                            aux=True, reuse_classes=True)  # fmt: skip
+    expected, got = weights_by_layer(source), weights_by_layer(model)
+    for path, values in got.items():
+        if path.rsplit("/", 1)[-1] not in CLASS_LAYERS:
+            assert all(np.array_equal(a, b) for a, b in zip(values, expected[path], strict=True)), path
+            continue
+        for new, old_row in ((0, old.index("dog")), (2, old.index("cat"))):
+            for value, reference in zip(values, expected[path], strict=True):
+                np.testing.assert_array_equal(value[..., new], reference[..., old_row], err_msg=path)
+        old_columns = np.moveaxis(expected[path][0], -1, 0)
+        assert not any(np.array_equal(values[0][..., 1], column) for column in old_columns), path  # fresh
+
+
+def test_bad_reuse_requests_are_refused_in_one_line(source_files, entry):
+    _, params, _ = source_files
+    for reuse, error in [
+        (["unicorn"], "'unicorn' is not one of the old classes"),
+        ({"dog": 40}, "index 40 is outside the 21 old classes"),
+        ("dog", "reuse_classes takes True, a list of class names"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=error):
+            kseg.models.get(NAME, weights=params, classes=["dog", "unicorn"], reuse_classes=reuse)
+    with pytest.raises(ValueError, match="give weights= and classes="):
+        kseg.models.get(NAME, weights=params, reuse_classes=True)  # its own classes: nothing to reuse

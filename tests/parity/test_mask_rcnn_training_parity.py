@@ -37,7 +37,7 @@ from kseg.ops.runtime import stock_tf_ops
 from kseg.training.mask_rcnn import TrainingSettings, freeze_for_training, training_losses
 from kseg.training.optimizer import GluonSGD, bias_l2_multipliers
 from kseg.training.schedules import StepWarmupSchedule
-from kseg.weights.gluoncv_rcnn import gluoncv_rcnn_layer_map
+from kseg.weights.gluoncv_rcnn import gluoncv_rcnn_arrays, gluoncv_rcnn_layer_map
 from kseg.weights.loading import mxnet_leaves, to_mxnet_layout
 from kseg.weights.transfer import weighted_layers
 
@@ -474,6 +474,40 @@ def test_trainable_set_and_weight_decay_are_the_scripts(side_python, cache, mode
             ours[name] = decay.get(variable.path, 1.0)
     assert sorted(ours) == sorted(trained)
     assert ours == trained
+
+
+# ------------------------------------------------------------------------------------ fine-tuning classes
+
+
+@pytest.mark.parametrize("model, reuse", [
+    ("mask_rcnn_resnet18_v1b_coco", ["person", "dog", "unicorn"]),  # GluonCV warns on "unicorn"; kseg refuses it
+    ("mask_rcnn_fpn_resnet18_v1b_coco", {"0": "cat", "2": 0}),  # "dog" learns from "cat"; indices too
+])  # fmt: skip
+def test_reused_class_rows_are_gluoncvs_reset_class(side_python, cache, model, reuse):
+    """``net.reset_class(classes, reuse_weights=...)`` on GluonCV-written weights against ``kseg.models.get(...,
+    classes=..., reuse_classes=...)`` on the same file: the reused rows of the class, box and mask predictors and
+    the background score are GluonCV's, bit for bit; the others are fresh; every other weight is the file's."""
+    classes = ["dog", "unicorn", "person"]
+    params = cache / f"reset_class_{model}.params"
+    reference = gluoncv(side_python, cache, f"reset_class_{model}", "reset-class", "--model", model, "--classes",
+                        ",".join(classes), "--reuse", json.dumps(reuse), "--params-out", str(params))  # fmt: skip
+    ours = {"person": "person", "dog": "dog"} if isinstance(reuse, list) else {0: "cat", 2: 0}
+    tuned = gluoncv_rcnn_arrays(kseg.models.get(model, weights=params, classes=classes, reuse_classes=ours))
+    published = gluoncv_rcnn_arrays(kseg.models.get(model, weights=params))
+    class_keys = [key for key in reference.files if key != "meta"]
+    assert len(class_keys) == 6 and set(tuned) == set(published)
+    for key in class_keys:
+        per_class = 4 if key.startswith("box_predictor") else 1
+        shared = 1 if key.startswith("class_predictor") else 0
+        rows = [slice((shared + c) * per_class, (shared + c + 1) * per_class) for c in range(len(classes))]
+        assert tuned[key].shape == reference[key].shape, key
+        np.testing.assert_array_equal(tuned[key][:shared], reference[key][:shared], err_msg=key)  # background
+        for reused in (0, 2):
+            np.testing.assert_array_equal(tuned[key][rows[reused]], reference[key][rows[reused]], err_msg=key)
+        if key.endswith("weight"):  # "unicorn": initialised afresh by both (biases start at zero in both)
+            assert not np.array_equal(tuned[key][rows[1]], reference[key][rows[1]]), key
+    for key in set(published) - set(class_keys):
+        np.testing.assert_array_equal(tuned[key], published[key], err_msg=key)
 
 
 # ------------------------------------------------------------------------------------- one training step

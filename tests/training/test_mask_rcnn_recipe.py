@@ -73,3 +73,40 @@ def test_mask_rcnn_options_are_checked_before_training(shapes, tmp_path):
     with pytest.raises(FileNotFoundError, match="nor a GluonCV ImageNet backbone"):
         train(tiny(shapes, tmp_path, pretrained_backbone="resnet18_v2"))
 
+
+
+def test_init_from_a_zoo_entry_reuses_the_rows_of_its_classes_kept_by_name(shapes, tmp_path, monkeypatch):
+    """--init-from the zoo entry with --reuse-classes: categories named as COCO's ("dog", "person") start from its
+    rows (background too); "unicorn" starts afresh; the log says which were reused."""
+    import shutil
+
+    from kseg.presets.datasets import COCO_DETECTION_CLASSES
+    from kseg.training.trainer import training_task
+
+    own = tmp_path / "own"
+    shutil.copytree(shapes, own)
+    for document in (own / "annotations").glob("*.json"):
+        data = json.loads(document.read_text())
+        for category, name in zip(data["categories"], ("dog", "unicorn", "person"), strict=True):
+            category["name"] = name
+        document.write_text(json.dumps(data))
+    published = kseg.models.get(MODEL)
+    published.save_weights(tmp_path / "published.weights.h5")
+    monkeypatch.setattr("kseg.models.registry.pretrained_weights", lambda name: tmp_path / "published.weights.h5")
+    lines = []
+    task = training_task(tiny(own, tmp_path / "run", init_from=MODEL, reuse_classes=True), lines.append)
+    task.datasets()  # the task takes its classes from the data set
+    model = task.build_model()
+    task.initialize(model)
+    # The reader orders the categories by their COCO ids (3, 7, 12).
+    classes = list(model.detector.metadata.classes)
+    assert sorted(classes) == ["dog", "person", "unicorn"]
+    assert any("class rows of 2 of 3 classes reused" in line for line in lines)
+    old = published.box_head.get_layer("class_predictor").get_weights()[0]
+    new = model.detector.box_head.get_layer("class_predictor").get_weights()[0]
+    np.testing.assert_array_equal(new[:, 0], old[:, 0])  # background
+    for name in ("dog", "person"):
+        np.testing.assert_array_equal(new[:, 1 + classes.index(name)], old[:, 1 + COCO_DETECTION_CLASSES.index(name)])
+    assert not np.array_equal(new[:, 1 + classes.index("unicorn")], old[:, 1 + classes.index("unicorn")])
+    with pytest.raises(ValueError, match="reuse_classes reuses --init-from's class rows"):
+        tiny(own, tmp_path, reuse_classes=True)
