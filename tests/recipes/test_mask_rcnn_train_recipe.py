@@ -2,33 +2,11 @@
 
 import json
 
-import h5py
 import numpy as np
-import pytest
 from recipe_runner import output_of, run_recipe
-
-from kseg.data.synthetic import write_instance_dataset
+from test_case import weights_in_file
 
 MODEL = "mask_rcnn_fpn_resnet18_v1b_coco"
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_instance_dataset(root, num_train=4, num_val=2, size=(64, 80), seed=3)
-    return root / "shapes_coco"
-
-
-def weights_of(path):
-    arrays = {}
-
-    def keep(name, item):
-        if isinstance(item, h5py.Dataset):
-            arrays[name] = item[()]
-
-    with h5py.File(path, "r") as file:
-        file.visititems(keep)
-    return arrays
 
 
 def test_two_replicas_make_the_update_of_one(shapes, tmp_path):
@@ -43,7 +21,7 @@ def test_two_replicas_make_the_update_of_one(shapes, tmp_path):
     assert two.returncode == 0, output_of(two)
     assert "2 replica(s), MirroredStrategy" in two.stdout
     name = f"{MODEL}.weights.h5"
-    a, b = weights_of(tmp_path / "one" / name), weights_of(tmp_path / "two" / name)
+    a, b = weights_in_file(tmp_path / "one" / name), weights_in_file(tmp_path / "two" / name)
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-6, err_msg=key)
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["steps"] == 2

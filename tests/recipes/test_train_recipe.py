@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 from recipe_runner import REPO, output_of, run_recipe
+from test_case import weights_in_file
 
 from kseg.data.synthetic import write_dataset
 
@@ -33,16 +33,8 @@ def train(*args, env=None, timeout=600):
     return run_recipe("train.py", *args, env=env, timeout=timeout)
 
 
-def weights_of(path):
-    """Every array of a .weights.h5 file by its HDF5 path."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
-    return arrays
-
-
 def assert_same_weights(a, b):
-    first, second = weights_of(a), weights_of(b)
+    first, second = weights_in_file(a), weights_in_file(b)
     assert first.keys() == second.keys()
     for key in first:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)

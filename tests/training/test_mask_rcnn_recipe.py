@@ -3,40 +3,22 @@ folder, and a run stopped and resumed ending with the weights of an uninterrupte
 
 import json
 
-import h5py
 import numpy as np
 import pytest
+from test_case import weights_in_file
 
 import kseg
-from kseg.data.synthetic import SHAPE_CATEGORIES, write_instance_dataset
+from kseg.data.synthetic import SHAPE_CATEGORIES
 from kseg.training import TrainConfig, train
 
 MODEL = "mask_rcnn_fpn_resnet18_v1b_coco"
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    write_instance_dataset(root, num_train=4, num_val=2, size=(64, 80), seed=3)
-    return root / "shapes_coco"
+pytestmark = pytest.mark.isolated  # a training step peaks at 4 GiB (conftest.py)
 
 
 def tiny(root, run_dir, **changes):
     settings = dict(model_zoo=MODEL, dataset_dir=str(root), run_dir=str(run_dir), epochs=1, batch_size=2, short=64,
                     max_size=80, lr=0.01, warmup_steps=2, precision="float32", val_every=0, seed=5)  # fmt: skip
     return TrainConfig(**{**settings, **changes})
-
-
-def weights_of(path):
-    arrays = {}
-
-    def keep(name, item):
-        if isinstance(item, h5py.Dataset):
-            arrays[name] = item[()]
-
-    with h5py.File(path, "r") as file:
-        file.visititems(keep)
-    return arrays
 
 
 def test_a_run_trains_on_its_own_categories_and_scores_them(shapes, tmp_path):
@@ -61,7 +43,7 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(shapes, tm
     assert not stopped.finished and stopped.steps == 3
     resumed = train(tiny(shapes, tmp_path / "parts", epochs=2, deterministic=True))
     assert resumed.finished and resumed.steps == whole.steps == 4
-    a, b = weights_of(whole.weights), weights_of(resumed.weights)
+    a, b = weights_in_file(whole.weights), weights_in_file(resumed.weights)
     assert sorted(a) == sorted(b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -72,7 +54,6 @@ def test_mask_rcnn_options_are_checked_before_training(shapes, tmp_path):
         tiny(shapes, tmp_path, lr_decay_epochs=("x",))
     with pytest.raises(FileNotFoundError, match="nor a GluonCV ImageNet backbone"):
         train(tiny(shapes, tmp_path, pretrained_backbone="resnet18_v2"))
-
 
 
 def test_init_from_a_zoo_entry_reuses_the_rows_of_its_classes_kept_by_name(shapes, tmp_path, monkeypatch):

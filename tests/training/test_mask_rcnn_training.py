@@ -16,6 +16,7 @@ from kseg.training.optimizer import GluonSGD, bias_l2_multipliers
 
 COCO_PERSON = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "coco_person"
 CANVAS = (320, 512)
+pytestmark = pytest.mark.isolated  # training steps peak at several GiB (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +101,10 @@ def first_step_losses(batches, jit_compile, precision="float32"):
 
 
 @pytest.fixture(scope="module")
-def shape_batches(tmp_path_factory):
-    from kseg.data.synthetic import write_instance_dataset
+def shape_batches(shapes):
     from kseg.training.data import instance_training_dataset
 
-    folder = write_instance_dataset(tmp_path_factory.mktemp("shapes"), 4, 2, (64, 80), seed=3)
-    data = COCOInstances(folder / "annotations" / "instances_train2017.json", folder / "train2017")
+    data = COCOInstances(shapes / "annotations" / "instances_train2017.json", shapes / "train2017")
     return instance_training_dataset(data, 2, 1, InstanceTrainTransform(64, 80), (64, 96), True, 4, seed=0)
 
 
