@@ -20,8 +20,8 @@ sums are XLA-compiled (fused into one pass: 11x faster on a CPU than 16
 materialised gathers) except within :func:`kseg.ops.runtime.stock_tf_ops`,
 which SavedModel export uses since stock TF-Serving lacks XLA. The backward
 pass (to the features only, as MXNet's) scatters each tap into one
-accumulator in turn instead of keeping the 16 gathers: a Mask R-CNN training
-step on a 64x96 canvas peaked at 5.2 GiB through autodiff, 2.3 GiB so.
+accumulator in turn instead of keeping the 16 gathers: a two-step R18 FPN
+training run on a 64x96 canvas peaked at 5.2 GiB through autodiff, 2.3 GiB so.
 
 Inputs are NHWC features ``[B, H, W, C]`` and rois ``[B, N, 4]`` in image
 coordinates; outputs are ``[B, N, PH, PW, C]``.
@@ -134,8 +134,9 @@ def _scatter_taps(flat, upstream, base, row_stride, ylo, yhi, wyl, wyh, xlo, xhi
     weighted share of ``upstream [B, N, PH, PW, C]`` into one ``[R, C]`` accumulator, in turn.
 
     Autodiff of the gathers would instead keep all their outputs for the backward pass and concatenate the 16
-    sparse gradients before summing them: 16 outputs' worth twice over (4 GiB for one training step on a 64x96
-    canvas). MXNet's backward scatters per sample the same way; the roi coordinates get no gradient, as there.
+    sparse gradients before summing them: 16 outputs' worth twice over (2.7 GiB in the backward pass of one R18
+    FPN training step on a 64x96 canvas; 0.08 GiB so). MXNet's backward scatters per sample too; the roi
+    coordinates get no gradient, as there.
     """
     sampling_ratio = ylo.shape[-1]
     row_stride = row_stride[..., None, None]

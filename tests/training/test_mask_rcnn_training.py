@@ -126,3 +126,24 @@ def test_a_bfloat16_step_keeps_float32_losses(shape_batches):
     mixed = first_step_losses(shape_batches, jit_compile=False, precision="mixed_bfloat16")
     for key, value in exact.items():
         assert np.isfinite(mixed[key]) and mixed[key] == pytest.approx(value, rel=0.1, abs=0.02), key
+
+
+def test_float16_training_scales_its_loss():
+    """Under mixed_float16 Keras wraps GluonSGD in its dynamic loss scaling (float16 gradients of the five losses
+    would underflow otherwise), and the losses stay float32. No float16 step is run here: this CPU emulates
+    float16 arithmetic (a test taking one step of the tiny model in float32 and one in float16 ran 7.7 minutes)."""
+    import keras
+
+    from kseg.training.mask_rcnn import MaskRCNNTraining
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        trainer = MaskRCNNTraining(kseg.models.get("mask_rcnn_fpn_resnet18_v1b_coco", classes=["a", "b", "c"]))
+        trainer.compile(optimizer=GluonSGD(0.01))
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(trainer.optimizer.inner_optimizer, GluonSGD)
+    assert trainer.detector.compute_dtype == "float16"
+    assert trainer.detector.get_layer("box_head").get_layer("class_predictor").compute_dtype == "float32"
