@@ -12,7 +12,7 @@ from kseg.data.synthetic import SHAPE_CATEGORIES
 from kseg.training import TrainConfig, train
 
 MODEL = "mask_rcnn_fpn_resnet18_v1b_coco"
-pytestmark = pytest.mark.isolated  # a training step peaks at 4 GiB (conftest.py)
+pytestmark = pytest.mark.isolated  # a training run peaks at a few GiB (conftest.py)
 
 
 def tiny(root, run_dir, **changes):
