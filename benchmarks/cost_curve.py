@@ -127,11 +127,12 @@ def draw(rows, path):
                         pen.line([a, b], fill=colour, width=3)
                 for x, y in points:
                     pen.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-    legend = "  ".join(f"{family}_resnet101" for family in colours)
-    pen.text((margin, height - 25), f"{legend}   solid: kseg (TensorFlow)   dashed: GluonCV (MXNet)", fill="black",
-             font=font)  # fmt: skip
-    for i, colour in enumerate(colours.values()):
-        pen.rectangle([margin + i * 110 - 14, height - 24, margin + i * 110 - 4, height - 14], fill=colour)
+    x = margin
+    for family, colour in colours.items():  # a swatch, then its name
+        pen.rectangle([x, height - 24, x + 10, height - 14], fill=colour)
+        pen.text((x + 14, height - 25), f"{family}_resnet101", fill="black", font=font)
+        x += 140
+    pen.text((x, height - 25), "solid: kseg (TensorFlow)   dashed: GluonCV (MXNet)", fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
 

@@ -106,7 +106,9 @@ train-step --model NAME --seed K --in IN.npz [--params-out FILE.params] [--steps
     grad_req 'write'; param_init/NAME and param_{t}/NAME (after step t) for EVERY parameter (Constants and BN
     running stats included); trained_names str (the 'write' parameters); lr float64 (steps,); step-0
     training-mode net outputs rpn_score (1,N) logits, rpn_box (1,N,4), cls_pred (1,S,C+1), box_pred
-    (1,P,C,4), mask_pred (1,P,C,M,M), indices int64 (1,P), cls_targets (1,S). NAME = the
+    (1,P,C,4), mask_pred (1,P,C,M,M), indices int64 (1,P), cls_targets (1,S), anchors (N,4); and what the
+    RPN's training-mode proposal branch handed the sampler at step 0 (12000 -> NMS 0.7 -> 2000, -1 rows where
+    fewer survive): train_proposals (1,R,4), train_proposal_scores (1,R). NAME = the
     ``_collect_params_with_prefix`` (``save_parameters``) key.
 
 GluonCV 0.10.5 facts behind this tool (asserted where cheap), and where the spec (shared/reference/
@@ -733,11 +735,13 @@ def inject_sampler(net, rois, samples, matches):
     class InjectedSampler(base):
         def forward(self, rpn_box, rpn_score, gt_box):  # FasterRCNN.hybrid_forward: sampler(rpn_box, score, gt)
             self.calls += 1
+            self.proposals.append((rpn_box.asnumpy().copy(), rpn_score.asnumpy().copy()))
             return rois, samples, matches
 
     inj = copy.copy(net.sampler)
     inj.__class__ = InjectedSampler
     inj.calls = 0
+    inj.proposals = []  # (rpn_box (B,R,4), rpn_score (B,R,1)) of each call: the training-mode proposals
     net.sampler = inj
     require(net.sampler is inj and net._children["sampler"] is inj, "sampler not replaced")
     return inj
@@ -761,6 +765,12 @@ def step_inputs(path, net):
 
 def param_arrays(items, prefix):
     return {f"{prefix}/{k}": p.data().asnumpy().copy() for k, p in items}
+
+
+def all_anchors(anchors):
+    """The RPN's anchors (N,4), levels concatenated P2 first (FPN hands one array per level)."""
+    levels = anchors if isinstance(anchors, (list, tuple)) else [anchors]
+    return np.concatenate([f32(a).reshape(-1, 4) for a in levels])
 
 
 def cmd_train_step(args):
@@ -823,7 +833,8 @@ def cmd_train_step(args):
     #                  cls_targets, box_targets, box_masks, indices (MaskRCNN.hybrid_forward, training)
     out.update({"rpn_score": f32(o[6]).squeeze(-1), "rpn_box": f32(o[7]), "cls_pred": f32(o[0]),
                 "box_pred": f32(o[1]), "mask_pred": f32(o[2]), "indices": nd(o[12]).astype(np.int64),
-                "cls_targets": f32(o[9]), "lr": np.array(lrs, dtype=np.float64)})
+                "cls_targets": f32(o[9]), "lr": np.array(lrs, dtype=np.float64), "anchors": all_anchors(o[8]),
+                "train_proposals": f32(inj.proposals[0][0]), "train_proposal_scores": f32(inj.proposals[0][1])[..., 0]})
     require(np.array_equal(f32(o[3]), t["rois"].asnumpy()), "the net did not use the injected rois")
     finite = [k for k, v in out.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
     require(not finite, f"non-finite values in {finite[:5]}")
