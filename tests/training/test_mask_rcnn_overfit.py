@@ -46,7 +46,7 @@ def test_overfitting_four_real_images_brings_their_persons_back():
                                        l2_multipliers=bias_l2_multipliers(trainer.trainable_variables)))  # fmt: skip
     history = trainer.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,
                           shuffle=False).history
-    first, last = ({name: np.mean(values[slice]) for name, values in history.items()} for slice in
+    first, last = ({name: np.mean(values[steps]) for name, values in history.items()} for steps in
                    (slice(0, 5), slice(-5, None)))  # fmt: skip
     # Measured (150 steps, 5.5 min here): loss 2.01 -> 0.51, RPN objectness 0.22 -> 0.008, RCNN class 0.62 -> 0.11,
     # mask 0.69 -> 0.29 (means of the first and last five steps).
