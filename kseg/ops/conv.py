@@ -47,6 +47,9 @@ MIN_WINOGRAD_SUBIMAGE = 8
 MIN_WINOGRAD_TILES = 512
 # Skip padding taps when they hold at least this share of the products.
 MIN_SKIPPED_SHARE = 0.2
+# At most this many bytes of tiles (or of products) at once. In one pass, FCN's head on a 1024x2048 image
+# (2048 channels at 128x256) holds 1 GiB of tiles, and the process peaked at 2.1x GluonCV's memory.
+MAX_BLOCK_BYTES = 64 * 2**20
 
 
 def fast_convolutions_enabled():
@@ -70,21 +73,34 @@ def _combine(coefficients, parts):
     return rows
 
 
+def _transform_tiles(padded, th, tw):
+    """``B^T d B`` for each of the ``th x tw`` 4x4 tiles (stride 2) of ``padded``, NHWC with 2 * th + 2 rows and
+    2 * tw + 2 columns: ``[16, tiles, C]``."""
+    rows = _combine(_B_T, [padded[:, i : i + 2 * th : 2] for i in range(4)])
+    tiles = []
+    for row in rows:
+        tiles += _combine(_B_T, [row[:, :, i : i + 2 * tw : 2] for i in range(4)])
+    return tf.reshape(tf.stack(tiles), [16, -1, tf.shape(padded)[3]])
+
+
 def _input_tiles(x):
-    """``B^T d B`` for every 4x4 tile (stride 2) of the padded NHWC ``x``: ``[16, tiles, C]``."""
+    """``B^T d B`` for every 4x4 tile of NHWC ``x`` padded by one zero on each side ('same')."""
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
     th, tw = (h + 1) // 2, (w + 1) // 2
     x = tf.pad(x, [[0, 0], [1, 2 * th + 1 - h], [1, 2 * tw + 1 - w], [0, 0]])
-    rows = _combine(_B_T, [x[:, i : i + 2 * th : 2] for i in range(4)])
-    tiles = []
-    for row in rows:
-        tiles += _combine(_B_T, [row[:, :, i : i + 2 * tw : 2] for i in range(4)])
-    return tf.reshape(tf.stack(tiles), [16, -1, shape[3]])
+    return _transform_tiles(x, th, tw)
+
+
+def _kernel_tiles(kernel):
+    """``G g G^T`` of a ``[3, 3, C, K]`` kernel: ``[16, C, K]``."""
+    g = tf.constant(_G, kernel.dtype)
+    transformed = tf.einsum("ai,ijck,bj->abck", g, kernel, g)
+    return tf.reshape(transformed, [16, tf.shape(kernel)[2], tf.shape(kernel)[3]])
 
 
 def _output_tiles(products, batch, h, w):
-    """``A^T m A`` for every tile, assembled into ``[batch, h, w, K]``."""
+    """``A^T m A`` for every tile, assembled into ``[batch, h, w, K]`` (``batch`` may be -1)."""
     th, tw = (h + 1) // 2, (w + 1) // 2
     k = tf.shape(products)[-1]
     m = tf.reshape(products, [4, 4, -1, k])
@@ -115,10 +131,7 @@ def _winograd_stages(dilation):
         if dilation > 1:
             h, w = tf.shape(x)[1], tf.shape(x)[2]
             sub = tf.space_to_batch(x, [dilation, dilation], [[0, (-h) % dilation], [0, (-w) % dilation]])
-        g = tf.constant(_G, kernel.dtype)
-        transformed = tf.einsum("ai,ijck,bj->abck", g, kernel, g)
-        transformed = tf.reshape(transformed, [16, tf.shape(kernel)[2], tf.shape(kernel)[3]])
-        return _input_tiles(sub), transformed
+        return _input_tiles(sub), _kernel_tiles(kernel)
 
     def after(products, x):
         """``x`` only lends its (static) shape."""
@@ -131,9 +144,99 @@ def _winograd_stages(dilation):
     return tf.function(before, jit_compile=True), tf.function(after, jit_compile=True)
 
 
+@functools.cache
+def _block_stages(tile_rows, tile_cols):
+    """The XLA-compiled halves around the matrix multiply for a block of ``tile_rows x tile_cols`` tiles, its
+    input already padded: every block of a convolution has the same shapes, so one compilation serves them all
+    (each costs the process about 10 MiB for good)."""
+
+    def tiles(piece):
+        return _transform_tiles(piece, tile_rows, tile_cols)
+
+    def output(products):
+        return _output_tiles(products, -1, 2 * tile_rows, 2 * tile_cols)
+
+    return tf.function(tiles, jit_compile=True), tf.function(output, jit_compile=True)
+
+
+_kernel_transform = tf.function(_kernel_tiles, jit_compile=True)
+
+
+def _even_split(total, most):
+    """The size of the fewest equal parts of at most ``most`` that cover ``total``."""
+    return -(-total // -(-total // most))
+
+
+def _block_tiles(shape, filters, dilation):
+    """``(tile rows, tile columns)`` of the blocks to run one after the other when one pass would hold more
+    than :data:`MAX_BLOCK_BYTES` of tiles or products; None when one pass holds less."""
+    batch, h, w, c = shape
+    if batch is None or h is None or w is None or c is None:
+        return None
+    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
+    rows, cols = -(-sub_h // 2), -(-sub_w // 2)
+    tiles = max(1, MAX_BLOCK_BYTES // (16 * batch * dilation**2 * max(c, filters) * 4))
+    if tiles >= rows * cols:
+        return None
+    if tiles >= cols:
+        return _even_split(rows, tiles // cols), cols
+    return 1, _even_split(cols, tiles)
+
+
+def _padded_piece(x, dilation, first, last, axis):
+    """``x``'s rows (``axis`` 1) or columns (2) ``[first, last)`` of its sub-images, zeros outside the image."""
+    size = x.shape[axis]
+    first, last = first * dilation, last * dilation
+    index = [slice(None)] * 4
+    index[axis] = slice(max(first, 0), min(last, size))
+    return x[tuple(index)], [max(0, -first), max(0, last - size)]
+
+
+def _banded_winograd(x, kernel, dilation, block):
+    """Winograd over blocks of ``block = (tile rows, tile columns)`` tiles, one after the other.
+
+    Each block reads its part of the input (with the one-pixel halo its tiles overlap by, and the 'same' padding
+    at the image's edges), interleaved into its ``dilation x dilation`` sub-images, and runs to its output before
+    the next block starts: only one block's input, tiles and products exist at a time.
+    """
+    _, h, w, _ = x.shape
+    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
+    (block_rows, block_cols), transformed = block, _kernel_transform(kernel)
+    tiles, output = _block_stages(block_rows, block_cols)
+    rows, last_output = [], []
+    for top in range(0, sub_h, 2 * block_rows):
+        with tf.control_dependencies(last_output):  # in a graph too: one block at a time
+            band, padding = _padded_piece(x, dilation, top - 1, top + 2 * block_rows + 1, 1)
+        row = []
+        for left in range(0, sub_w, 2 * block_cols):
+            with tf.control_dependencies(last_output):
+                piece, side = _padded_piece(band, dilation, left - 1, left + 2 * block_cols + 1, 2)
+            if dilation > 1:
+                piece = tf.space_to_batch(piece, [dilation, dilation], [padding, side])
+            elif any(padding + side):
+                piece = tf.pad(piece, [[0, 0], padding, side, [0, 0]])
+            out = output(tf.matmul(tiles(piece), transformed))
+            row.append(out[:, : sub_h - top, : sub_w - left])
+            last_output = row[-1:]
+        rows.append(row[0] if len(row) == 1 else tf.concat(row, axis=2))
+    y = rows[0] if len(rows) == 1 else tf.concat(rows, axis=1)
+    if dilation > 1:
+        y = tf.batch_to_space(y, [dilation, dilation], [[0, (-h) % dilation], [0, (-w) % dilation]])
+    return y
+
+
 def conv2d_3x3_winograd(x, kernel, dilation=1):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` by Winograd F(2x2, 3x3)."""
-    before, after = _winograd_stages(int(dilation))
+    """``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` by Winograd F(2x2, 3x3).
+
+    In one pass, or in blocks of tiles where one pass would hold too much memory.
+    """
+    x = tf.convert_to_tensor(x)
+    kernel = tf.convert_to_tensor(kernel)
+    dilation = int(dilation)
+    block = _block_tiles(x.shape, kernel.shape[-1], dilation)
+    if block is not None:
+        return _banded_winograd(x, kernel, dilation, block)
+    before, after = _winograd_stages(dilation)
     tiles, transformed = before(x, kernel)
     return after(tf.matmul(tiles, transformed), x)
 
@@ -167,7 +270,8 @@ def conv2d_3x3_skip_padding(x, kernel, dilation):
             x0, x1 = _valid_range(w, dx)
             if y1 <= y0 or x1 <= x0:
                 continue
-            window = x[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx, :]
+            with tf.control_dependencies([] if out is None else [out]):  # in a graph too: one window at a time
+                window = x[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx, :]
             part = tf.tensordot(window, kernel[i, j], axes=1)
             if (y0, y1, x0, x1) != (0, h, 0, w):
                 part = tf.pad(part, [[0, 0], [y0, h - y1], [x0, w - x1], [0, 0]])

@@ -54,6 +54,39 @@ def test_winograd_equals_direct_convolution(batch, height, width, channels, filt
 
 
 @pytest.mark.parametrize(
+    "batch, height, width, dilation, budget, block",
+    [
+        (1, 9, 13, 1, 7, (1, 7)),  # a block per tile row, a partial last tile
+        (1, 9, 13, 1, 3, (1, 3)),  # blocks of columns: the last runs past the image
+        (2, 17, 10, 2, 6, (2, 3)),  # sub-images of odd height: the last block runs past the image
+        (1, 30, 31, 4, 10, (2, 4)),
+        (3, 11, 12, 1, 24, (3, 6)),  # 6 tile rows in blocks of 3 (two blocks cost the same as 4 + 2)
+    ],
+)
+def test_winograd_in_blocks_equals_one_pass(monkeypatch, batch, height, width, dilation, budget, block):
+    x, kernel = _case(batch, height, width, 6, 5, seed=height)
+    one_pass = fast_conv.conv2d_3x3_winograd(x, kernel, dilation).numpy()
+    tile_bytes = 16 * batch * dilation**2 * 6 * 4
+    monkeypatch.setattr(fast_conv, "MAX_BLOCK_BYTES", budget * tile_bytes)
+    assert fast_conv._block_tiles(x.shape, 5, dilation) == block
+    blocks = fast_conv.conv2d_3x3_winograd(x, kernel, dilation)
+    _assert_float32_exact(blocks, x, kernel, dilation)
+    np.testing.assert_allclose(blocks, one_pass, rtol=0, atol=1e-6 * float(np.abs(one_pass).max()))
+    graph = tf.function(lambda x: fast_conv.conv2d_3x3_winograd(x, kernel, dilation))(tf.constant(x))
+    np.testing.assert_allclose(graph, blocks, rtol=0, atol=0)
+
+
+def test_large_images_take_winograd_in_blocks():
+    # FCN's head on Cityscapes' full frame: 2048 channels at 128x256 would be 1 GiB of tiles in one pass.
+    rows, cols = fast_conv._block_tiles((1, 128, 256, 2048), 512, 1)
+    assert 16 * rows * cols * 2048 * 4 <= fast_conv.MAX_BLOCK_BYTES and cols == 128
+    # DeepLab's ASPP at rate 12 there: one tile row of its 144 sub-images (11x22) would hold 208 MiB.
+    rows, cols = fast_conv._block_tiles((1, 128, 256, 2048), 256, 12)
+    assert 16 * 144 * rows * cols * 2048 * 4 <= fast_conv.MAX_BLOCK_BYTES and rows == 1
+    assert fast_conv._block_tiles((1, 60, 60, 512), 512, 4) is None  # 480x480's stage 4: one pass
+
+
+@pytest.mark.parametrize(
     "batch, height, width, dilation",
     [(1, 30, 30, 12), (2, 31, 17, 24), (1, 10, 10, 36), (1, 30, 30, 1), (1, 9, 40, 8)],
 )

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.isolated  # a training run peaks at a few GiB (conftest
 
 
 @pytest.mark.large
+@pytest.mark.training_run  # 150 steps: 5.5 min alone, 11 min beside the suite's other worker
 def test_overfitting_four_real_images_brings_their_persons_back():
     """GluonCV's training step (its five losses, frozen parts, warm-up, SGD) on mask_rcnn_fpn_resnet18_v1b_coco from
     random weights, for the data set's one class; smaller proposal and sampler counts than the zoo's (2000 -> 500
