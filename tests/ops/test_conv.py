@@ -60,6 +60,7 @@ def test_winograd_equals_direct_convolution(batch, height, width, channels, filt
         (1, 9, 13, 1, 3, (1, 3)),  # blocks of columns: the last runs past the image
         (2, 17, 10, 2, 6, (2, 3)),  # sub-images of odd height: the last block runs past the image
         (1, 30, 31, 4, 10, (2, 4)),
+        (1, 30, 31, 4, 3, (1, 2)),  # blocks of columns of the sub-images (DeepLab's ASPP on large frames)
         (3, 11, 12, 1, 24, (3, 6)),  # 6 tile rows in blocks of 3 (two blocks cost the same as 4 + 2)
     ],
 )
