@@ -192,7 +192,7 @@ def _padded_piece(x, dilation, first, last, axis):
     return x[tuple(index)], [max(0, -first), max(0, last - size)]
 
 
-def _banded_winograd(x, kernel, dilation, block):
+def _winograd_in_blocks(x, kernel, dilation, block):
     """Winograd over blocks of ``block = (tile rows, tile columns)`` tiles, one after the other.
 
     Each block reads its part of the input (with the one-pixel halo its tiles overlap by, and the 'same' padding
@@ -235,7 +235,7 @@ def conv2d_3x3_winograd(x, kernel, dilation=1):
     dilation = int(dilation)
     block = _block_tiles(x.shape, kernel.shape[-1], dilation)
     if block is not None:
-        return _banded_winograd(x, kernel, dilation, block)
+        return _winograd_in_blocks(x, kernel, dilation, block)
     before, after = _winograd_stages(dilation)
     tiles, transformed = before(x, kernel)
     return after(tf.matmul(tiles, transformed), x)
