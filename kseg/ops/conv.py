@@ -167,14 +167,19 @@ def _even_split(total, most):
     return -(-total // -(-total // most))
 
 
+def _tile_grid(h, w, dilation):
+    """``(sub-image height, width, tile rows, tile columns)`` of a dilated 3x3 convolution on ``h x w``."""
+    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
+    return sub_h, sub_w, -(-sub_h // 2), -(-sub_w // 2)
+
+
 def _block_tiles(shape, filters, dilation):
     """``(tile rows, tile columns)`` of the blocks to run one after the other when one pass would hold more
     than :data:`MAX_BLOCK_BYTES` of tiles or products; None when one pass holds less."""
     batch, h, w, c = shape
     if batch is None or h is None or w is None or c is None:
         return None
-    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
-    rows, cols = -(-sub_h // 2), -(-sub_w // 2)
+    _, _, rows, cols = _tile_grid(h, w, dilation)
     tiles = max(1, MAX_BLOCK_BYTES // (16 * batch * dilation**2 * max(c, filters) * 4))
     if tiles >= rows * cols:
         return None
@@ -200,7 +205,7 @@ def _winograd_in_blocks(x, kernel, dilation, block):
     the next block starts: only one block's input, tiles and products exist at a time.
     """
     _, h, w, _ = x.shape
-    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
+    sub_h, sub_w, _, _ = _tile_grid(h, w, dilation)
     (block_rows, block_cols), transformed = block, _kernel_transform(kernel)
     tiles, output = _block_stages(block_rows, block_cols)
     rows, last_output = [], []
@@ -292,8 +297,8 @@ def conv2d_3x3(x, kernel, dilation=1):
         return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
     if dilation > 1 and padding_share(h, w, dilation) >= MIN_SKIPPED_SHARE:
         return conv2d_3x3_skip_padding(x, kernel, dilation)
-    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
-    tiles = (x.shape[0] or 1) * dilation**2 * -(-sub_h // 2) * -(-sub_w // 2)
+    sub_h, sub_w, rows, cols = _tile_grid(h, w, dilation)
+    tiles = (x.shape[0] or 1) * dilation**2 * rows * cols
     small = min(sub_h, sub_w) < MIN_WINOGRAD_SUBIMAGE or tiles < MIN_WINOGRAD_TILES
     if min(c, k) < MIN_WINOGRAD_CHANNELS or small:
         return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
