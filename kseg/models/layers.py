@@ -118,7 +118,8 @@ class PaddedMaxPooling2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kseg")
 class Conv2D(keras.layers.Conv2D):
-    """Keras' ``Conv2D`` whose 3x3 stride-1 float32 inference on a CPU takes :func:`kseg.ops.conv.conv2d_3x3`.
+    """Keras' ``Conv2D`` whose 3x3 stride-1 float32 and bfloat16 inference on a CPU takes
+    :func:`kseg.ops.conv.conv2d_3x3`.
 
     The same weights and configuration; training, other dtypes, GPUs, TPUs and
     distribution strategies keep Keras' own convolution.
@@ -133,7 +134,7 @@ class Conv2D(keras.layers.Conv2D):
             and self.groups == 1
             and self.data_format == "channels_last"
             and self.dilation_rate[0] == self.dilation_rate[1]
-            and self.compute_dtype == "float32"
+            and self.compute_dtype in ("float32", "bfloat16")
             and fast_convolutions_enabled()
         )
 

@@ -15,13 +15,20 @@ make them faster. Two exact rewrites do that:
   rates (12, 24, 36) on a 60x60 feature map, 25-64% of the direct
   convolution's products multiply padding zeros.
 
+In bfloat16 (oneDNN on AVX512-BF16 / AMX) the direct convolution is the fast one, but not at large
+dilations: DeepLab's ASPP (2048 -> 256 channels, rates 12/24/36) took 236/523/458 ms at 60x60 and
+2.3-5.5 s at Cityscapes' 128x256, where skipping the padding taps takes 99/64/51 ms and the
+sub-image form (``space_to_batch``, then an undilated convolution) 0.43-0.68 s (2 threads, Intel Xeon
+with AMX). :func:`conv2d_3x3` takes those two forms for dilated bfloat16 convolutions; Winograd's
+transforms would add bfloat16 roundings, so bfloat16 never takes it.
+
 The transforms are memory-bound elementwise work that XLA fuses; the batched
 matrix multiply between them runs in TensorFlow's own kernel, whose rounding
 is that of ``tf.nn.conv2d``. :func:`conv2d_3x3` picks the cheapest exact form
 per call from the (static) shapes and falls back to ``tf.nn.conv2d``.
 
 :func:`fast_convolutions_enabled` says whether kseg's ``Conv2D`` layers use
-this path: float32, inference, no GPU/TPU (cuDNN and XLA:TPU choose their own
+this path: float32 or bfloat16, inference, no GPU/TPU (cuDNN and XLA:TPU choose their own
 algorithms) and no distribution strategy; ``KSEG_FAST_CONV=0`` or
 :func:`kseg.ops.runtime.stock_tf_ops` switch it off (SavedModel export does,
 since TF-Serving's stock builds lack XLA).
@@ -265,7 +272,8 @@ def padding_share(height, width, dilation):
 def conv2d_3x3_skip_padding(x, kernel, dilation):
     """The 'same' dilated 3x3 convolution as a sum of 1x1 products over each tap's valid region.
 
-    Needs static height and width.
+    Needs static height and width. The taps' products are summed in float32 (bfloat16 input too, as a direct
+    convolution accumulates them), rounded to the input's dtype once at the end.
     """
     _, h, w, _ = x.shape
     out = None
@@ -277,20 +285,43 @@ def conv2d_3x3_skip_padding(x, kernel, dilation):
                 continue
             with tf.control_dependencies([] if out is None else [out]):  # in a graph too: one window at a time
                 window = x[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx, :]
-            part = tf.tensordot(window, kernel[i, j], axes=1)
+            part = tf.cast(tf.tensordot(window, kernel[i, j], axes=1), tf.float32)
             if (y0, y1, x0, x1) != (0, h, 0, w):
                 part = tf.pad(part, [[0, 0], [y0, h - y1], [x0, w - x1], [0, 0]])
             out = part if out is None else out + part
-    return out
+    return tf.cast(out, x.dtype)
+
+
+def conv2d_3x3_space_to_batch(x, kernel, dilation):
+    """The 'same' dilated 3x3 convolution as an undilated one on the ``d x d`` interleaved sub-images.
+
+    Needs static height and width.
+    """
+    _, h, w, _ = x.shape
+    padding = [[0, -h % dilation], [0, -w % dilation]]  # whole sub-images; the zeros are 'same' padding anyway
+    sub_images = tf.space_to_batch_nd(x, [dilation, dilation], padding)
+    y = tf.nn.conv2d(sub_images, kernel, 1, "SAME")
+    return tf.batch_to_space(y, [dilation, dilation], padding)
+
+
+def _conv2d_3x3_bfloat16(x, kernel, dilation):
+    h, w = x.shape[1:3]
+    if dilation == 1 or h is None or w is None:
+        return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
+    if padding_share(h, w, dilation) >= MIN_SKIPPED_SHARE:
+        return conv2d_3x3_skip_padding(x, kernel, dilation)
+    return conv2d_3x3_space_to_batch(x, kernel, dilation)
 
 
 def conv2d_3x3(x, kernel, dilation=1):
-    """A 'same', stride-1 3x3 convolution of NHWC float32 ``x``, computed the cheapest exact way.
+    """A 'same', stride-1 3x3 convolution of NHWC float32 or bfloat16 ``x``, computed the cheapest exact way.
 
-    Equals ``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` up to float32 rounding.
+    Equals ``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` up to rounding.
     """
     x = tf.convert_to_tensor(x)
     kernel = tf.convert_to_tensor(kernel)
+    if x.dtype == tf.bfloat16:
+        return _conv2d_3x3_bfloat16(x, kernel, int(dilation))
     _, h, w, c = x.shape
     k = kernel.shape[-1]
     if h is None or w is None or c is None or k is None:
@@ -310,6 +341,7 @@ def conv2d_3x3(x, kernel, dilation=1):
 __all__ = [
     "conv2d_3x3",
     "conv2d_3x3_skip_padding",
+    "conv2d_3x3_space_to_batch",
     "conv2d_3x3_winograd",
     "fast_convolutions_enabled",
     "padding_share",

@@ -81,6 +81,14 @@ class TrainConfig:
     clip_gradient: float | None = _field(None, "Clip every gradient element to [-c, c] (MXNet's clip_gradient).")
     short: int | None = _field(None, "Mask R-CNN: training short side (default the model's, GluonCV's 800).")
     max_size: int | None = _field(None, "Mask R-CNN: training long side at most (default the model's, 1333).")
+    rcnn_samples: int | None = _field(
+        None, "Mask R-CNN: RoIs the RCNN sampler draws per image (default the model's: GluonCV's 512 with FPN, "
+        "256 on C4 ResNet-18, 128 on the other C4 models)."
+    )
+    rcnn_positives: int | None = _field(
+        None, "Mask R-CNN: at most this many of them positive, the rows the box and mask losses train on (default "
+        "a quarter of the samples, GluonCV's pos_ratio)."
+    )
     gradient_scale: float = _field(
         1.0,
         "Multiplies the loss gradient but not the weight decay. GluonCV's SoftmaxOutput summed the per-GPU mean "
@@ -121,9 +129,12 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "synthetic_size", "synthetic_train"):
             _check_at_least(name, getattr(self, name), 1)
         for name in ("base_size", "crop_size", "val_batch_size", "max_val_images", "stop_after_steps", "short",
-                     "max_size"):
+                     "max_size", "rcnn_samples", "rcnn_positives"):
             if getattr(self, name) is not None:
                 _check_at_least(name, getattr(self, name), 1)
+        if self.rcnn_samples and self.rcnn_positives and self.rcnn_positives > self.rcnn_samples:
+            raise ValueError(f"rcnn_positives ({self.rcnn_positives}) must not exceed rcnn_samples "
+                             f"({self.rcnn_samples}): the positives are drawn among the samples")
         for name in ("val_every", "checkpoint_steps", "cpu_devices"):
             _check_at_least(name, getattr(self, name), 0)
         if self.output_stride not in (8, 16, 32):

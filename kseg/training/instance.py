@@ -56,6 +56,7 @@ class InstanceTraining(TrainingTask):
         self.canvas = None
         self.max_objects = None
         self.root = None
+        self.sampler = None
 
     @property
     def published_metrics(self):
@@ -63,7 +64,10 @@ class InstanceTraining(TrainingTask):
 
     def describe(self):
         canvas = f", canvas {self.canvas[0]}x{self.canvas[1]}" if self.canvas else ""
-        return f"short {self.short} max {self.max_size}{canvas}"
+        sampler = ""
+        if self.sampler is not None and (self.config.rcnn_samples or self.config.rcnn_positives):
+            sampler = f", RCNN sampler {self.sampler.num_sample} RoIs (at most {self.sampler.max_positive} positive)"
+        return f"short {self.short} max {self.max_size}{canvas}{sampler}"
 
     # -- data -------------------------------------------------------------------------------------------------------
     def datasets(self):
@@ -115,7 +119,21 @@ class InstanceTraining(TrainingTask):
         classes = None if list(self.metadata.classes) == list(self.preset.classes or ()) else self.metadata.classes
         detector = kseg.models.get(self.name, classes=classes)
         detector.metadata = self.metadata  # the data set's classes and the training size
-        return MaskRCNNTraining(detector, seed=self.config.seed)
+        self.sampler = self.sampler_settings(detector.config)
+        return MaskRCNNTraining(detector, self.sampler, seed=self.config.seed)
+
+    def sampler_settings(self, model_config):
+        """The model's GluonCV counts, with ``--rcnn-samples`` / ``--rcnn-positives`` where given."""
+        from kseg.training.mask_rcnn import TrainingSettings
+
+        settings = TrainingSettings.for_model(model_config)
+        samples = self.config.rcnn_samples or settings.num_sample
+        positives = self.config.rcnn_positives or (max(1, samples // 4) if self.config.rcnn_samples
+                                                   else settings.max_positive)  # fmt: skip
+        if positives > samples:
+            raise ValueError(f"rcnn_positives ({positives}) must not exceed the {samples} RoIs the sampler draws "
+                             f"per image")
+        return dataclasses.replace(settings, num_sample=samples, max_positive=positives)
 
     def initialize(self, model):
         """``--pretrained-backbone`` (GluonCV's ImageNet file) then ``--init-from`` (a zoo entry or a file)."""

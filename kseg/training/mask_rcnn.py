@@ -176,7 +176,8 @@ class MaskRCNNTraining(keras.Model):
         count = self.settings.rpn_post_nms + batch["gt_boxes"].shape[1]
         replica = tf.distribute.get_replica_context()
         first = replica.replica_id_in_sync_group * size if replica is not None else 0
-        step = tf.cast(self.optimizer.iterations, tf.int64) if self.optimizer is not None else tf.constant(0, tf.int64)
+        optimizer = getattr(self, "optimizer", None)  # none before compile()
+        step = tf.cast(optimizer.iterations, tf.int64) if optimizer is not None else tf.constant(0, tf.int64)
         seed = tf.cast(self.seed, tf.int64)
         rows = [tf.random.stateless_uniform([count], tf.stack([seed, step * 65536 + tf.cast(first + i, tf.int64)]))
                 for i in range(size)]  # fmt: skip

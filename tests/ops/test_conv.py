@@ -96,6 +96,15 @@ def test_skipping_padding_taps_equals_direct_convolution(batch, height, width, d
     _assert_float32_exact(fast_conv.conv2d_3x3_skip_padding(tf.constant(x), kernel, dilation), x, kernel, dilation)
 
 
+@pytest.mark.parametrize(
+    "batch, height, width, dilation",
+    [(1, 30, 30, 12), (2, 31, 17, 4), (1, 5, 9, 6), (3, 9, 40, 2), (1, 7, 7, 1)],  # odd: a part of a sub-image
+)
+def test_space_to_batch_equals_direct_convolution(batch, height, width, dilation):
+    x, kernel = _case(batch, height, width, 8, 6, seed=dilation)
+    _assert_float32_exact(fast_conv.conv2d_3x3_space_to_batch(tf.constant(x), kernel, dilation), x, kernel, dilation)
+
+
 @pytest.mark.parametrize("height, width, dilation", [(60, 60, 36), (60, 60, 12), (7, 30, 2), (5, 5, 9), (13, 1, 1)])
 def test_padding_share_counts_zero_products(height, width, dilation):
     # Count by brute force: each output pixel and tap whose input lies outside the image.
@@ -112,7 +121,7 @@ def test_padding_share_counts_zero_products(height, width, dilation):
 def calls(monkeypatch):
     """Which fast form each conv2d_3x3 call took."""
     taken = []
-    for name in ("conv2d_3x3_winograd", "conv2d_3x3_skip_padding"):
+    for name in ("conv2d_3x3_winograd", "conv2d_3x3_skip_padding", "conv2d_3x3_space_to_batch"):
         original = getattr(fast_conv, name)
 
         def spy(*args, _original=original, _name=name, **kwargs):
@@ -139,6 +148,26 @@ def test_conv2d_3x3_picks_the_cheaper_exact_form(calls, shape, filters, dilation
     y = fast_conv.conv2d_3x3(x, kernel, dilation)
     assert calls == ([expected] if expected else [])
     _assert_float32_exact(y, x, kernel, dilation)
+
+
+@pytest.mark.parametrize(
+    "shape, dilation, expected",
+    [
+        ((1, 60, 60, 16), 12, "conv2d_3x3_skip_padding"),  # ASPP at 480x480: 25% of the products are zeros
+        ((2, 33, 20, 16), 2, "conv2d_3x3_space_to_batch"),
+        ((1, 128, 256, 8), 12, "conv2d_3x3_space_to_batch"),  # ASPP on Cityscapes' full frame: 9% zeros
+        ((1, 46, 46, 128), 1, None),  # oneDNN's own bfloat16 convolution: never Winograd
+    ],
+)
+def test_bfloat16_takes_the_dilated_forms_that_are_fast_in_bfloat16(calls, shape, dilation, expected):
+    x, kernel = _case(*shape, 16)
+    x16, kernel16 = tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16)
+    y = fast_conv.conv2d_3x3(x16, kernel16, dilation)
+    assert calls == ([expected] if expected else []) and y.dtype == tf.bfloat16 and y.shape == (*shape[:3], 16)
+    # Against float32 on the same bfloat16-rounded numbers: bfloat16's 8-bit mantissa (2^-9 = 2e-3), once per tap
+    # in the skipping form, which sums the taps in float32.
+    exact = tf.nn.conv2d(tf.cast(x16, tf.float32), tf.cast(kernel16, tf.float32), 1, "SAME", dilations=dilation)
+    assert np.linalg.norm(tf.cast(y, tf.float32) - exact) / np.linalg.norm(exact) < 4e-3
 
 
 def test_unknown_sizes_take_the_direct_convolution(calls):
@@ -201,7 +230,9 @@ def test_layer_training_mixed_precision_and_switches_take_keras_convolution(call
     assert calls == []
 
     layer_bf16 = _layer(dtype="mixed_bfloat16")
-    assert layer_bf16(x, training=False).dtype == tf.bfloat16
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.cast(layer_bf16(x, training=True), tf.float32))
+    assert all(g is not None for g in tape.gradient(loss, layer_bf16.trainable_weights))
     assert calls == []
 
     with tf.distribute.MirroredStrategy(["CPU:0"]).scope():
@@ -213,6 +244,18 @@ def test_layer_training_mixed_precision_and_switches_take_keras_convolution(call
     assert not fast_conv.fast_convolutions_enabled()
     layer(x, training=False)
     assert calls == []
+
+
+def test_layer_inference_in_bfloat16_equals_keras_convolution(calls):
+    layer = _layer(dilation=4, dtype="mixed_bfloat16")
+    x, _ = _case(2, 30, 31, 128, 1)
+    fast = layer(x, training=False)
+    assert calls == ["conv2d_3x3_space_to_batch"] and fast.dtype == tf.bfloat16
+    with stock_tf_ops():  # Keras' own convolution
+        expected = layer(x, training=False)
+    assert calls == ["conv2d_3x3_space_to_batch"] and expected.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(fast, tf.float32), tf.cast(expected, tf.float32),
+                               atol=1e-2 * float(np.abs(tf.cast(expected, tf.float32)).max()))  # fmt: skip
 
 
 def test_layer_config_round_trip():

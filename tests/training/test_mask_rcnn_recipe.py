@@ -56,6 +56,19 @@ def test_mask_rcnn_options_are_checked_before_training(shapes, tmp_path):
         train(tiny(shapes, tmp_path, pretrained_backbone="resnet18_v2"))
 
 
+def test_the_rcnn_sampler_counts_come_from_the_options(shapes, tmp_path):
+    lines = []
+    train(tiny(shapes, tmp_path / "a", rcnn_samples=64, dry_run=True), log=lines.append)
+    assert any("RCNN sampler 64 RoIs (at most 16 positive)" in line for line in lines), lines  # GluonCV's 0.25
+    lines.clear()
+    train(tiny(shapes, tmp_path / "b", rcnn_positives=8, dry_run=True), log=lines.append)
+    assert any("RCNN sampler 512 RoIs (at most 8 positive)" in line for line in lines), lines  # FPN's 512 kept
+    with pytest.raises(ValueError, match="rcnn_positives \\(40\\) must not exceed rcnn_samples \\(32\\)"):
+        tiny(shapes, tmp_path, rcnn_samples=32, rcnn_positives=40)
+    with pytest.raises(ValueError, match="must not exceed the 512 RoIs"):
+        train(tiny(shapes, tmp_path / "c", rcnn_positives=600, dry_run=True))
+
+
 def test_init_from_a_zoo_entry_reuses_the_rows_of_its_classes_kept_by_name(shapes, tmp_path, monkeypatch):
     """--init-from the zoo entry with --reuse-classes: categories named as COCO's ("dog", "person") start from its
     rows (background too); "unicorn" starts afresh; the log says which were reused."""
