@@ -304,15 +304,6 @@ def conv2d_3x3_space_to_batch(x, kernel, dilation):
     return tf.batch_to_space(y, [dilation, dilation], padding)
 
 
-def _conv2d_3x3_bfloat16(x, kernel, dilation):
-    h, w = x.shape[1:3]
-    if dilation == 1 or h is None or w is None:
-        return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
-    if padding_share(h, w, dilation) >= MIN_SKIPPED_SHARE:
-        return conv2d_3x3_skip_padding(x, kernel, dilation)
-    return conv2d_3x3_space_to_batch(x, kernel, dilation)
-
-
 def conv2d_3x3(x, kernel, dilation=1):
     """A 'same', stride-1 3x3 convolution of NHWC float32 or bfloat16 ``x``, computed the cheapest exact way.
 
@@ -320,14 +311,14 @@ def conv2d_3x3(x, kernel, dilation=1):
     """
     x = tf.convert_to_tensor(x)
     kernel = tf.convert_to_tensor(kernel)
-    if x.dtype == tf.bfloat16:
-        return _conv2d_3x3_bfloat16(x, kernel, int(dilation))
     _, h, w, c = x.shape
     k = kernel.shape[-1]
     if h is None or w is None or c is None or k is None:
         return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
     if dilation > 1 and padding_share(h, w, dilation) >= MIN_SKIPPED_SHARE:
         return conv2d_3x3_skip_padding(x, kernel, dilation)
+    if x.dtype == tf.bfloat16:  # oneDNN's dilated bfloat16 kernel is slow; Winograd would add bfloat16 roundings
+        return conv2d_3x3_space_to_batch(x, kernel, dilation) if dilation > 1 else tf.nn.conv2d(x, kernel, 1, "SAME")
     sub_h, sub_w, rows, cols = _tile_grid(h, w, dilation)
     tiles = (x.shape[0] or 1) * dilation**2 * rows * cols
     small = min(sub_h, sub_w) < MIN_WINOGRAD_SUBIMAGE or tiles < MIN_WINOGRAD_TILES

@@ -126,10 +126,10 @@ class InstanceTraining(TrainingTask):
         """The model's GluonCV counts, with ``--rcnn-samples`` / ``--rcnn-positives`` where given."""
         from kseg.training.mask_rcnn import TrainingSettings
 
-        settings = TrainingSettings.for_model(model_config)
-        samples = self.config.rcnn_samples or settings.num_sample
-        positives = self.config.rcnn_positives or (max(1, samples // 4) if self.config.rcnn_samples
-                                                   else settings.max_positive)  # fmt: skip
+        config, settings = self.config, TrainingSettings.for_model(model_config)
+        samples = config.rcnn_samples or settings.num_sample
+        default_positives = max(1, samples // 4) if config.rcnn_samples else settings.max_positive
+        positives = config.rcnn_positives or default_positives
         if positives > samples:
             raise ValueError(f"rcnn_positives ({positives}) must not exceed the {samples} RoIs the sampler draws "
                              f"per image")
