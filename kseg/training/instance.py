@@ -57,6 +57,7 @@ class InstanceTraining(TrainingTask):
         self.max_objects = None
         self.root = None
         self.sampler = None
+        self._last_validation = None  # (detector, epoch, report) of the latest validation in this process
 
     @property
     def published_metrics(self):
@@ -187,14 +188,23 @@ class InstanceTraining(TrainingTask):
         return inference
 
     def evaluate(self, inference, val):
+        # The last epoch's validation already scored these very weights (a float32 run evaluates its own
+        # detector): reuse it rather than run COCOeval twice on the same detections.
+        last = self._last_validation
+        if last is not None and last[0] is inference and last[1] == self.config.epochs:
+            self._log_scores(last[2], f" (epoch {last[1]}'s validation: the same weights)")
+            return last[2]
         return self._coco(inference, verbose=1)
 
     def _coco(self, detector, verbose=0):
         report = evaluate_coco(detector, self.root, "val2017", max_images=self.config.max_val_images,
                                verbose=verbose)  # at the model's own size: its training size  # fmt: skip
-        self.log(f"COCO val ({report['images']} images): box AP {100 * report['bbox']['AP']:.1f}, "
-                 f"mask AP {100 * report['segm']['AP']:.1f}")  # fmt: skip
+        self._log_scores(report)
         return report
+
+    def _log_scores(self, report, source=""):
+        self.log(f"COCO val ({report['images']} images): box AP {100 * report['bbox']['AP']:.1f}, "
+                 f"mask AP {100 * report['segm']['AP']:.1f}{source}")  # fmt: skip
 
 
 class _COCOValidation(keras.callbacks.Callback):
@@ -208,6 +218,7 @@ class _COCOValidation(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         report = self.task._coco(self.detector)
+        self.task._last_validation = (self.detector, epoch + 1, report)
         history = json.loads(self.path.read_text()) if self.path.is_file() else []
         history.append({"epoch": epoch + 1, "bbox": report["bbox"], "segm": report["segm"]})
         write_atomic(self.path, json.dumps(history, indent=1))

@@ -32,6 +32,10 @@ def test_a_run_trains_on_its_own_categories_and_scores_them(shapes, tmp_path):
     assert metrics["gluoncv_reported"]["mask AP"] == 30.4 and metrics["images"] == 2
     history = json.loads((tmp_path / "run" / "validation.json").read_text())
     assert [entry["epoch"] for entry in history] == [1]
+    # The last epoch's validation scored the final weights: metrics.json takes it instead of a second COCOeval.
+    assert metrics["bbox"] == history[-1]["bbox"] and metrics["segm"] == history[-1]["segm"]
+    assert sum("COCO val (2 images)" in line for line in lines) == 2, lines
+    assert any("epoch 1's validation: the same weights" in line for line in lines), lines
     # The weights are the detector's, for the data set's classes: kseg.models.get loads them back.
     model = kseg.models.get(MODEL, weights=str(report.weights), classes=names)
     assert model.metadata.classes == tuple(names)
