@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 # glibc then maps every block above its threshold (at most 32 MiB) afresh and unmaps it on free: each large tensor
 # pays its page faults again. Here blocks up to 1 GiB come from the heap, and ``malloc_trim`` after every test
-# (below) hands back what it freed: seven preset round trips in one worker took 61 s instead of 88 and ended at
+# (below) hands back what it freed: seven preset round trips in one worker took 63 s instead of 88 and ended at
 # the same 2.0 GiB (4.1 GiB without the trim). Read at start-up, so these reach the xdist workers and every
 # process a test starts, not this one.
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**30))

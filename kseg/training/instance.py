@@ -190,10 +190,11 @@ class InstanceTraining(TrainingTask):
     def evaluate(self, inference, val):
         # The last epoch's validation already scored these very weights (a float32 run evaluates its own
         # detector): reuse it rather than run COCOeval twice on the same detections.
-        last = self._last_validation
-        if last is not None and last[0] is inference and last[1] == self.config.epochs:
-            self._log_scores(last[2], f" (epoch {last[1]}'s validation: the same weights)")
-            return last[2]
+        if self._last_validation is not None:
+            detector, epoch, report = self._last_validation
+            if detector is inference and epoch == self.config.epochs:
+                self._log_scores(report, f" (epoch {epoch}'s validation: the same weights)")
+                return report
         return self._coco(inference, verbose=1)
 
     def _coco(self, detector, verbose=0):

@@ -67,12 +67,16 @@ EXHAUSTIVE_MODELS = ("mask_rcnn_resnet50_v1b_coco", "mask_rcnn_fpn_resnet50_v1b_
 
 
 def step_params():
+    """Every model for the step tests: R18 always, R101 as ``large``, R50 as ``large`` and ``exhaustive``."""
+
     def marks(model):
         if model in FAST_MODELS:
             return []
         return [pytest.mark.large, pytest.mark.exhaustive] if model in EXHAUSTIVE_MODELS else [pytest.mark.large]
 
     return [pytest.param(m, marks=marks(m)) for m in ALL_MODELS]
+
+
 # (S, P) of each model's RCNN sampler and its mask size.
 RCNN_SAMPLES = {
     "mask_rcnn_resnet18_v1b_coco": (256, 64, 14),
