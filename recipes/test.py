@@ -16,8 +16,10 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from kseg.utils.memory import cap_malloc_arenas  # noqa: E402
 from kseg.utils.quiet import import_tensorflow_quietly  # noqa: E402
 
+cap_malloc_arenas()  # before TensorFlow's threads make arenas of their own (kseg/utils/memory.py)
 import_tensorflow_quietly()  # before anything imports TensorFlow: its start-up lines say nothing to a user
 
 from kseg.cli import flags as kflags  # noqa: E402

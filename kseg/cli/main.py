@@ -203,8 +203,10 @@ def main(argv=None):
     from kseg.weights.download import DownloadError
 
     if command in NEEDS_TENSORFLOW and not any(arg in ("-h", "--help") for arg in rest):
+        from kseg.utils.memory import cap_malloc_arenas
         from kseg.utils.quiet import import_tensorflow_quietly
 
+        cap_malloc_arenas()
         import_tensorflow_quietly()
     if debug:
         import keras

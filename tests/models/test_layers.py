@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kseg.models.layers import Conv2DTranspose
+from kseg.models.layers import After, ConcatConv2D, Conv2DTranspose
 
 
 def pair(kernel, strides, filters=6, channels=5, use_bias=True):
@@ -78,6 +78,8 @@ def _layer_cases():
     image, small = (1, 13, 17, 4), (1, 5, 6, 4)
     return {
         "kseg>AdaptiveAveragePooling2D": (lambda **kw: AdaptiveAveragePooling2D((2, 3), **kw), [image]),
+        "kseg>After": (lambda **kw: After(**kw), [image, small]),
+        "kseg>ConcatConv2D": (lambda **kw: ConcatConv2D(6, 3, padding="same", **kw), [image, (1, 13, 17, 2)]),
         "kseg>Conv2D": (lambda **kw: Conv2D(6, 3, padding="same", dilation_rate=2, **kw), [image]),
         "kseg>Conv2DTranspose": (lambda **kw: Conv2DTranspose(6, 2, strides=2, **kw), [small]),
         "kseg>CropLike": (lambda **kw: CropLike(**kw), [image, small]),
@@ -163,3 +165,71 @@ def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding
         ours_sum, theirs_sum = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_allclose(tape.gradient(ours_sum, x).numpy(), tape.gradient(theirs_sum, x).numpy(), atol=1e-6)
+
+
+# -- ConcatConv2D: the convolution of a concatenation, without making it ---------------------------------------------
+def _concat_case(kernel_size, dilation):
+    rng = np.random.default_rng(kernel_size + dilation)
+    parts = [rng.standard_normal((2, 11, 13, channels)).astype("float32") for channels in (3, 5, 4)]
+    layer = ConcatConv2D(6, kernel_size, padding="same", dilation_rate=dilation, use_bias=True)
+    layer.build([part.shape for part in parts])
+    layer.set_weights([rng.standard_normal(w.shape).astype("float32") for w in layer.get_weights()])
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == (kernel_size, kernel_size, 12, 6)
+    expected = tf.nn.conv2d(np.concatenate(parts, axis=-1), kernel, 1, "SAME", dilations=dilation) + bias
+    return layer, parts, expected.numpy()
+
+
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(1, 1), (3, 1), (3, 2)])
+@pytest.mark.parametrize("fast", [True, False])
+def test_concat_convolution_equals_the_convolution_of_the_concatenation(kernel_size, dilation, fast, monkeypatch):
+    monkeypatch.setenv("KSEG_FAST_CONV", "1" if fast else "0")
+    layer, parts, expected = _concat_case(kernel_size, dilation)
+    assert layer._sums_inputs(training=False) is fast
+    assert not layer._sums_inputs(training=True)
+    np.testing.assert_allclose(layer(parts, training=False), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(layer(parts, training=True), expected, rtol=1e-5, atol=1e-4)
+    graph = tf.function(lambda *p: layer(list(p), training=False))(*parts)
+    np.testing.assert_allclose(graph, expected, rtol=1e-5, atol=1e-4)
+
+
+def _traced_ops(function, parts):
+    specs = [tf.TensorSpec(part.shape) for part in parts]
+    return tf.function(function).get_concrete_function(*specs).graph.get_operations()
+
+
+def test_concat_convolution_sums_products_one_input_at_a_time_at_cpu_inference():
+    layer, parts, _ = _concat_case(1, 1)
+    inference = _traced_ops(lambda *p: layer(list(p), training=False), parts)
+    assert "ConcatV2" not in [op.type for op in inference]
+    products = [op for op in inference if op.type == "Conv2D"]
+    assert len(products) == 3
+    # the second and third product wait for the sum so far, so one product at a time is held
+    assert [len(op.control_inputs) for op in products] == [0, 1, 1]
+    training = _traced_ops(lambda *p: layer(list(p), training=True), parts)
+    assert [op.type for op in training].count("ConcatV2") == 1
+    assert [op.type for op in training].count("Conv2D") == 1
+
+
+def test_concat_convolution_in_a_model_loads_the_concatenations_weights(tmp_path):
+    inputs = [keras.Input((None, None, 3)), keras.Input((None, None, 5))]
+    plain = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(keras.layers.Concatenate()(inputs)))
+    ours = keras.Model(inputs, ConcatConv2D(4, 3, padding="same")(inputs))
+    rng = np.random.default_rng(3)
+    plain.set_weights([rng.standard_normal(w.shape).astype("float32") for w in plain.get_weights()])
+    ours.set_weights(plain.get_weights())
+    values = [rng.standard_normal((1, 9, 7, c)).astype("float32") for c in (3, 5)]
+    np.testing.assert_allclose(ours(values), plain(values), rtol=1e-5, atol=1e-5)
+
+
+def test_after_passes_its_value_on_ordered_only_at_cpu_inference():
+    layer = After()
+    value, predecessor = np.ones((1, 2, 3, 4), "float32"), np.zeros((1, 5), "float32")
+    np.testing.assert_array_equal(layer([value, predecessor]), value)
+
+    def ordered(training):
+        ops = _traced_ops(lambda v, p: layer([v, p], training=training), [value, predecessor])
+        return [op for op in ops if op.control_inputs]
+
+    assert len(ordered(training=False)) == 1
+    assert ordered(training=True) == []

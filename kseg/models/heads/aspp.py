@@ -3,7 +3,7 @@
 import keras
 
 from kseg.models.heads.fcn import fcn_block
-from kseg.models.layers import ResizeLike, conv_bn_relu
+from kseg.models.layers import After, ResizeLike, conv_bn_relu
 
 ASPP_RATES = (12, 24, 36)
 
@@ -19,7 +19,8 @@ def aspp_branches(x, channels, rates, sync_bn=False):
     """The 1x1 branch, one 3x3 branch per rate, and image pooling."""
     branches = [conv_bn_relu(x, channels, 1, "aspp_branch0", sync_bn=sync_bn)]
     for index, rate in enumerate(rates, start=1):
-        branches.append(conv_bn_relu(x, channels, 3, f"aspp_branch{index}", dilation=rate, sync_bn=sync_bn))
+        source = After(name=f"aspp_branch{index}_after")([x, branches[-1]])
+        branches.append(conv_bn_relu(source, channels, 3, f"aspp_branch{index}", dilation=rate, sync_bn=sync_bn))
     pooled = aspp_pooling(x, channels, "aspp_pool", sync_bn)
     return branches, pooled
 
@@ -29,8 +30,7 @@ def deeplabv3_head(features, num_classes, channels=None, sync_bn=False):
     then GluonCV's extra conv3x3 block with Dropout 0.1 and the classifier."""
     channels = channels or 256
     branches, pooled = aspp_branches(features["c5"], channels, ASPP_RATES, sync_bn)
-    x = keras.layers.Concatenate(name="aspp_concat")([*branches, pooled])
-    x = conv_bn_relu(x, channels, 1, "aspp_project", sync_bn=sync_bn)
+    x = conv_bn_relu([*branches, pooled], channels, 1, "aspp_project", sync_bn=sync_bn)
     x = keras.layers.Dropout(0.5, name="aspp_project_dropout")(x)
     return fcn_block(x, num_classes, "head", channels, sync_bn)
 

@@ -6,7 +6,6 @@ BN, ReLU or dropout); the low-level path is a bare 1x1 conv to 48 channels;
 the classifier has no bias.
 """
 
-import keras
 
 from kseg.models.heads.aspp import ASPP_RATES, aspp_branches
 from kseg.models.layers import ResizeLike, conv2d, conv_bn_relu
@@ -17,11 +16,9 @@ def vplr_deeplabv3plus_head(features, num_classes, channels=None, sync_bn=False)
     channels = channels or 256
     low_level = features["c1"]
     branches, pooled = aspp_branches(features["c5"], channels, ASPP_RATES, sync_bn)
-    x = keras.layers.Concatenate(name="aspp_concat")([pooled, *branches])
-    x = conv2d(x, channels, 1, "aspp_project_conv")
+    x = conv2d([pooled, *branches], channels, 1, "aspp_project_conv")
     x = ResizeLike(name="aspp_resize")([x, low_level])
     low_level = conv2d(low_level, max(1, channels * 48 // 256), 1, "decoder_low_level_conv")
-    x = keras.layers.Concatenate(name="decoder_concat")([low_level, x])
-    x = conv_bn_relu(x, channels, 3, "decoder_block1", sync_bn=sync_bn)
+    x = conv_bn_relu([low_level, x], channels, 3, "decoder_block1", sync_bn=sync_bn)
     x = conv_bn_relu(x, channels, 3, "decoder_block2", sync_bn=sync_bn)
     return conv2d(x, num_classes, 1, "decoder_classifier")
