@@ -6,7 +6,6 @@ BN, ReLU or dropout); the low-level path is a bare 1x1 conv to 48 channels;
 the classifier has no bias.
 """
 
-
 from kseg.models.heads.aspp import ASPP_RATES, aspp_branches
 from kseg.models.layers import ResizeLike, conv2d, conv_bn_relu
 

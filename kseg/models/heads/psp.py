@@ -1,6 +1,5 @@
 """PSPNet's pyramid pooling head (GluonCV ``_PSPHead``)."""
 
-
 from kseg.models.heads.fcn import fcn_block
 from kseg.models.layers import AdaptiveAveragePooling2D, ResizeLike, conv_bn_relu
 
