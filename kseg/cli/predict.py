@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kseg.presets import CLASSES_BY_DATASET, DATASET_KEYS, INSTANCE, SEMANTIC, get_preset
 from kseg.utils.limits import PREDICT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from kseg.utils.memory import cap_malloc_arenas
 
 
 def parse_args(argv):
@@ -121,6 +122,7 @@ def make_predictor(args, model):
 def main(argv=None):
     """Run the command; returns what was written for every image (see ``kseg.evaluation.predict_files``)."""
     args = parse_args(argv)
+    cap_malloc_arenas()  # tools/predict.py comes here without the kseg command's start-up
     bad = check_files(args)
     try:
         preset = get_preset(args.model)
