@@ -18,10 +18,10 @@ def cap_malloc_arenas(count=COMMAND_ARENAS):
     Arenas made before the call stay, so kseg's commands call it before TensorFlow runs an op.
     ``MALLOC_ARENA_MAX`` set by the user wins; other C libraries are left alone. Returns whether it capped.
 
-    Example:
+    Example (first thing in a program, before it runs a TensorFlow op):
 
-    >>> cap_malloc_arenas() in (True, False)
-    True
+    >>> from kseg.utils.memory import cap_malloc_arenas
+    >>> capped = cap_malloc_arenas()
     """
     if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
         return False
