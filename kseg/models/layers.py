@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from kseg.ops import adaptive_average_pool2d, resize_bilinear_align_corners
-from kseg.ops.conv import conv2d_3x3, fast_convolutions_enabled
+from kseg.ops.conv import conv2d_1x1, conv2d_3x3, fast_convolutions_enabled
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
 BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
@@ -140,29 +140,46 @@ class PaddedMaxPooling2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kseg")
 class Conv2D(keras.layers.Conv2D):
-    """Keras' ``Conv2D`` whose 3x3 stride-1 float32 and bfloat16 inference on a CPU takes
-    :func:`kseg.ops.conv.conv2d_3x3`.
+    """Keras' ``Conv2D`` whose float32 and bfloat16 inference on a CPU takes kseg's fast forms
+    (:mod:`kseg.ops.conv`): 3x3 stride-1 convolutions :func:`~kseg.ops.conv.conv2d_3x3`, float32 1x1 ones
+    :func:`~kseg.ops.conv.conv2d_1x1` (a matrix multiply).
 
     The same weights and configuration; training, other dtypes, GPUs, TPUs and
     distribution strategies keep Keras' own convolution.
     """
 
-    def _takes_fast_path(self, training):
-        return (
-            not training
-            and self.kernel_size == (3, 3)
+    def _fast_form(self, training):
+        """``"3x3"``, ``"1x1"`` or None: which of kseg's fast convolutions this call takes."""
+        if (
+            training
+            or self.groups != 1
+            or self.data_format != "channels_last"
+            or self.compute_dtype not in ("float32", "bfloat16")
+            or not fast_convolutions_enabled()
+        ):
+            return None
+        if (
+            self.kernel_size == (3, 3)
             and self.strides == (1, 1)
             and self.padding == "same"
-            and self.groups == 1
-            and self.data_format == "channels_last"
             and self.dilation_rate[0] == self.dilation_rate[1]
-            and self.compute_dtype in ("float32", "bfloat16")
-            and fast_convolutions_enabled()
-        )
+        ):
+            return "3x3"
+        if (
+            self.kernel_size == (1, 1)
+            and self.strides[0] == self.strides[1]
+            and self.padding == "valid"
+            and self.compute_dtype == "float32"
+        ):
+            return "1x1"
+        return None
 
     def _convolve(self, inputs, kernel, training):
-        if self._takes_fast_path(training):
+        form = self._fast_form(training)
+        if form == "3x3":
             return conv2d_3x3(inputs, kernel, self.dilation_rate[0])
+        if form == "1x1":
+            return conv2d_1x1(inputs, kernel, self.strides[0])
         return self.convolution_op(inputs, kernel)
 
     def _finish(self, outputs):
@@ -173,7 +190,7 @@ class Conv2D(keras.layers.Conv2D):
         return outputs
 
     def call(self, inputs, training=None):
-        if not self._takes_fast_path(training):
+        if self._fast_form(training) is None:
             return super().call(inputs)
         return self._finish(self._convolve(inputs, self.kernel, training))
 

@@ -262,3 +262,40 @@ def test_layer_config_round_trip():
     layer = _layer(dilation=3)
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is Conv2D and clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("batch, height, width, strides", [(1, 8, 8, 1), (2, 9, 13, 1), (2, 9, 13, 2), (1, 1, 1, 2)])
+def test_conv2d_1x1_equals_tf_convolution(batch, height, width, strides):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, height, width, 6)).astype(np.float32)
+    kernel = rng.standard_normal((1, 1, 6, 5)).astype(np.float32)
+    relaxed = tf.function(
+        lambda x: fast_conv.conv2d_1x1(x, kernel, strides), input_signature=[tf.TensorSpec([None, None, None, 6])]
+    )
+    expected = tf.nn.conv2d(x, kernel, strides, "VALID").numpy()
+    for y in (fast_conv.conv2d_1x1(x, kernel, strides), relaxed(x)):
+        assert y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+def _op_types(fn, x):
+    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(x.shape, x.dtype)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_layer_inference_takes_a_matmul_for_float32_1x1(strides):
+    layer = Conv2D(7, 1, strides=strides, use_bias=True, activation="relu")
+    x = tf.constant(np.random.default_rng(4).standard_normal((2, 11, 12, 5)), tf.float32)
+    layer.build(x.shape)
+    layer.bias.assign(np.linspace(-1, 1, 7))
+    expected = keras.layers.Conv2D.call(layer, x)
+    ops = _op_types(lambda x: layer(x, training=False), x)
+    assert "MatMul" in ops and "Conv2D" not in ops
+    np.testing.assert_allclose(layer(x, training=False), expected, rtol=1e-6, atol=1e-6)
+    assert "Conv2D" in _op_types(lambda x: layer(x, training=True), x)
+    with stock_tf_ops():
+        assert "Conv2D" in _op_types(lambda x: layer(x, training=False), x)
+    bf16 = Conv2D(7, 1, dtype="mixed_bfloat16")
+    bf16.build(x.shape)
+    assert "Conv2D" in _op_types(lambda x: bf16(x, training=False), x)  # oneDNN's bfloat16 1x1 is as fast
