@@ -30,6 +30,7 @@ def test_quickstart_learns_exports_and_predicts(tmp_path):
 
 
 @pytest.mark.large
+@pytest.mark.training_run  # 7.4 min beside the suite's other worker; the same code runs in test_mask_rcnn_recipe.py
 def test_mask_rcnn_quickstart_learns_its_own_categories(tmp_path):
     """README's second command: Mask R-CNN from scratch on procedural COCO-format shapes, in a few CPU minutes."""
     run, data = tmp_path / "run", tmp_path / "data"
