@@ -182,17 +182,39 @@ class Conv2D(keras.layers.Conv2D):
             return conv2d_1x1(inputs, kernel, self.strides[0])
         return self.convolution_op(inputs, kernel)
 
-    def _finish(self, outputs):
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+    def _inference(self, inputs, kernel, bias):
+        """The fast path: ``inputs`` convolved with ``kernel``, plus ``bias`` (None: none)."""
+        if self._fast_form(False) == "1x1":
+            return conv2d_1x1(inputs, kernel, self.strides[0], bias)
+        outputs = self._convolve(inputs, kernel, training=False)
+        return outputs if bias is None else tf.nn.bias_add(outputs, bias)
+
+    def _takes_own_path(self, training):
+        """kseg's fast forms, or at float32 inference any convolution: a BatchNormalization may fold into it."""
+        if self._fast_form(training) is not None:
+            return True
+        return not training and self.compute_dtype == "float32" and self.groups == 1 and fast_convolutions_enabled()
 
     def call(self, inputs, training=None):
-        if self._fast_form(training) is None:
+        if not self._takes_own_path(training):
             return super().call(inputs)
-        return self._finish(self._convolve(inputs, self.kernel, training))
+        return self._fast_call(inputs)
+
+    def _fast_call(self, inputs):
+        outputs = self._inference(inputs, self.kernel, self.bias if self.use_bias else None)
+        if self.activation is not keras.activations.linear:
+            return self.activation(outputs)
+        if self.compute_dtype == "float32" and not tf.executing_eagerly():
+            # A BatchNormalization reading this output at inference may fold itself into this convolution
+            # (BatchNormalization.call); the unfolded ops then feed nothing and the graph prunes them.
+            outputs._kseg_convolution = (self, inputs)
+        return outputs
+
+    def folded(self, inputs, scale, offset):
+        """This convolution of ``inputs`` followed by ``y * scale + offset`` per output channel, done as one
+        convolution: the kernel scaled, the bias ``offset`` (plus the scaled bias of its own)."""
+        bias = offset + self.bias * scale if self.use_bias else offset
+        return self._inference(inputs, self.kernel * scale, bias)
 
 
 def _concatenated_shape(input_shapes):
@@ -237,17 +259,22 @@ class ConcatConv2D(Conv2D):
     def _sums_inputs(self, training):
         return not training and self.compute_dtype == "float32" and fast_convolutions_enabled()
 
+    def _inference(self, inputs, kernel, bias):
+        if not isinstance(inputs, (list, tuple)):  # bfloat16: Conv2D's call of the concatenation
+            return super()._inference(inputs, kernel, bias)
+        kernels = tf.split(kernel, [x.shape[-1] for x in inputs], axis=2)
+        outputs = None
+        for x, part_kernel in zip(inputs, kernels, strict=True):
+            with tf.control_dependencies([] if outputs is None else [outputs]):
+                part = self._convolve(x, part_kernel, training=False)
+            outputs = part if outputs is None else outputs + part
+        return outputs if bias is None else tf.nn.bias_add(outputs, bias)
+
     def call(self, inputs, training=None):
         inputs = list(inputs)
         if not self._sums_inputs(training):
             return super().call(tf.concat(inputs, axis=-1), training=training)
-        kernels = tf.split(self.kernel, [x.shape[-1] for x in inputs], axis=2)
-        outputs = None
-        for x, kernel in zip(inputs, kernels, strict=True):
-            with tf.control_dependencies([] if outputs is None else [outputs]):
-                part = self._convolve(x, kernel, training)
-            outputs = part if outputs is None else outputs + part
-        return self._finish(outputs)
+        return self._fast_call(inputs)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -286,6 +313,44 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="kseg")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras' ``BatchNormalization`` that, at float32 CPU inference, folds itself into the kseg ``Conv2D`` whose
+    output it normalises.
+
+    At inference the normalisation is ``y * scale + offset`` per channel, which the convolution can do itself
+    with its kernel scaled and a bias: the two elementwise passes over the map go (TensorFlow fuses the bias,
+    and a ReLU after it, into the matrix multiply). It folds only when its input is that convolution's output
+    in the graph being traced (kseg's Conv2D marks it); otherwise, and in training, it is Keras' layer.
+    The same weights and config.
+
+    Example:
+
+    >>> x = keras.Input((8, 8, 3))
+    >>> BatchNormalization(name="bn")(Conv2D(4, 1, use_bias=False, name="conv")(x)).shape
+    (None, 8, 8, 4)
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        source = getattr(inputs, "_kseg_convolution", None)
+        if (
+            source is None
+            or (training and self.trainable)
+            or mask is not None
+            or self.compute_dtype != "float32"
+            or self.axis not in (-1, len(inputs.shape) - 1)
+        ):
+            return super().call(inputs, training=training, mask=mask)
+        convolution, convolution_inputs = source
+        scale = tf.math.rsqrt(tf.convert_to_tensor(self.moving_variance) + self.epsilon)
+        if self.scale:
+            scale = scale * self.gamma
+        offset = -tf.convert_to_tensor(self.moving_mean) * scale
+        if self.center:
+            offset = offset + self.beta
+        return convolution.folded(convolution_inputs, scale, offset)
+
+
 def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False):
     """A convolution padded as MXNet's ``Conv2D(padding=dilation*(k-1)//2)``; of a list of tensors, of
     their channel concatenation (:class:`ConcatConv2D`, which need not make it)."""
@@ -311,7 +376,7 @@ def conv2d(x, filters, kernel_size, name, strides=1, dilation=1, use_bias=False)
 
 
 def batch_norm(x, name, sync=False):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=sync, name=name)(x)
+    return BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=sync, name=name)(x)
 
 
 def relu(x, name):

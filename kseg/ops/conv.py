@@ -329,8 +329,9 @@ def conv2d_3x3(x, kernel, dilation=1):
     return y
 
 
-def conv2d_1x1(x, kernel, strides=1):
-    """``tf.nn.conv2d(x, kernel, strides, "VALID")`` of a ``[1, 1, C, K]`` kernel, as one matrix multiply.
+def conv2d_1x1(x, kernel, strides=1, bias=None):
+    """``tf.nn.conv2d(x, kernel, strides, "VALID")`` of a ``[1, 1, C, K]`` kernel, as one matrix multiply; plus
+    ``bias`` when given (added to the product before it takes the image's shape, where TensorFlow fuses the two).
 
     The same products, summed in another order. On the CPU, TensorFlow's (oneDNN's) float32 1x1 convolution
     is slower than its matrix multiply of the same shapes: ResNet-101's 60x60 maps (1024->256, 256->1024,
@@ -344,6 +345,8 @@ def conv2d_1x1(x, kernel, strides=1):
     shape = tf.shape(x)
     c, k = kernel.shape[2], kernel.shape[3]
     y = tf.matmul(tf.reshape(x, [-1, c]), tf.reshape(kernel, [c, k]))
+    if bias is not None:
+        y = tf.nn.bias_add(y, bias)
     y = tf.reshape(y, tf.concat([shape[:3], [k]], axis=0))
     y.set_shape(x.shape[:-1].concatenate([k]))
     return y

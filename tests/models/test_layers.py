@@ -72,13 +72,14 @@ def test_transposed_convolution_config_round_trip():
 
 # -- Every registered kseg layer through the shared harness ---------------------------------------------------------
 def _layer_cases():
-    from kseg.models.layers import AdaptiveAveragePooling2D, Conv2D, PaddedMaxPooling2D, ResizeLike
+    from kseg.models.layers import AdaptiveAveragePooling2D, BatchNormalization, Conv2D, PaddedMaxPooling2D, ResizeLike
     from kseg.models.mask_rcnn.network import CropLike
 
     image, small = (1, 13, 17, 4), (1, 5, 6, 4)
     return {
         "kseg>AdaptiveAveragePooling2D": (lambda **kw: AdaptiveAveragePooling2D((2, 3), **kw), [image]),
         "kseg>After": (lambda **kw: After(**kw), [image, small]),
+        "kseg>BatchNormalization": (lambda **kw: BatchNormalization(**kw), [image]),
         "kseg>ConcatConv2D": (lambda **kw: ConcatConv2D(6, 3, padding="same", **kw), [image, (1, 13, 17, 2)]),
         "kseg>Conv2D": (lambda **kw: Conv2D(6, 3, padding="same", dilation_rate=2, **kw), [image]),
         "kseg>Conv2DTranspose": (lambda **kw: Conv2DTranspose(6, 2, strides=2, **kw), [small]),
@@ -233,3 +234,61 @@ def test_after_passes_its_value_on_ordered_only_at_cpu_inference():
 
     assert len(ordered(training=False)) == 1
     assert ordered(training=True) == []
+
+
+def _conv_bn_relu_model(kernel_size, strides, use_bias, concatenated=False):
+    """A kseg Conv2D (or ConcatConv2D), BatchNormalization and ReLU with seeded weights and statistics."""
+    from kseg.models.layers import BatchNormalization, conv2d
+
+    inputs = keras.Input((None, None, 8))
+    if concatenated:
+        inputs = [keras.Input((None, None, 3)), keras.Input((None, None, 5))]
+    y = conv2d(inputs, 6, kernel_size, "conv", strides=strides, use_bias=use_bias)
+    model = keras.Model(inputs, keras.layers.ReLU()(BatchNormalization(epsilon=1e-5, name="bn")(y)))
+    rng = np.random.default_rng(7)
+    for weight in model.weights:
+        low = 0.5 if "variance" in weight.path else -1.0
+        weight.assign(rng.uniform(low, 2.0, weight.shape).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "strides", "use_bias", "concatenated"),
+    [(1, 1, False, False), (1, 2, True, False), (3, 1, False, False), (3, 2, True, False), (1, 1, False, True),
+     (3, 1, True, True)],
+)
+def test_batch_norm_folds_into_its_convolution_at_cpu_inference(kernel_size, strides, use_bias, concatenated):
+    """In a traced graph at float32 inference no normalisation op is left, and the output is Keras' to rounding;
+    eager calls, training and switched-off fast convolutions keep Keras' layer."""
+    from kseg.ops.runtime import stock_tf_ops
+
+    model = _conv_bn_relu_model(kernel_size, strides, use_bias, concatenated)
+    rng = np.random.default_rng(8)
+    shapes = [(2, 11, 9, 3), (2, 11, 9, 5)] if concatenated else [(2, 11, 9, 8)]
+    values = [tf.constant(rng.standard_normal(shape), tf.float32) for shape in shapes]
+    args = values if concatenated else values[0]
+    with stock_tf_ops():
+        expected = tf.function(lambda x: model(x, training=False))(args).numpy()
+    ops = _traced_ops(lambda *v: model(list(v) if concatenated else v[0], training=False), values)
+    assert not [op.name for op in ops if "batchnorm" in op.name]
+    folded = tf.function(lambda x: model(x, training=False))(args)
+    np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model(args, training=False), expected, rtol=1e-5, atol=1e-5)  # eager: unfolded
+    with stock_tf_ops():
+        kept = _traced_ops(lambda *v: model(list(v) if concatenated else v[0], training=False), values)
+    assert [op.name for op in kept if "batchnorm" in op.name]
+    trained = _traced_ops(lambda *v: model(list(v) if concatenated else v[0], training=True), values)
+    assert any(op.type == "Mean" for op in trained)  # batch statistics
+
+
+def test_batch_norm_folds_only_the_convolution_that_feeds_it():
+    """A BatchNormalization on anything but a kseg convolution's own output (here: after a ReLU) normalises."""
+    from kseg.models.layers import BatchNormalization, Conv2D
+
+    inputs = keras.Input((None, None, 4))
+    y = keras.layers.ReLU()(Conv2D(4, 1, use_bias=False)(inputs))
+    model = keras.Model(inputs, BatchNormalization(epsilon=1e-5)(y))
+    model.layers[-1].moving_mean.assign(np.full(4, 3.0, "float32"))
+    x = tf.constant(np.random.default_rng(9).standard_normal((1, 5, 5, 4)), tf.float32)
+    expected = model(x, training=False)
+    np.testing.assert_allclose(tf.function(lambda x: model(x, training=False))(x), expected, rtol=1e-6, atol=1e-6)
