@@ -142,7 +142,8 @@ class PaddedMaxPooling2D(keras.layers.Layer):
 class Conv2D(keras.layers.Conv2D):
     """Keras' ``Conv2D`` whose float32 and bfloat16 inference on a CPU takes kseg's fast forms
     (:mod:`kseg.ops.conv`): 3x3 stride-1 convolutions :func:`~kseg.ops.conv.conv2d_3x3`, float32 1x1 ones
-    :func:`~kseg.ops.conv.conv2d_1x1` (a matrix multiply).
+    :func:`~kseg.ops.conv.conv2d_1x1` (a matrix multiply). At float32 inference in a graph its output
+    carries a mark by which a kseg :class:`BatchNormalization` reading it folds itself in.
 
     The same weights and configuration; training, other dtypes, GPUs, TPUs and
     distribution strategies keep Keras' own convolution.
