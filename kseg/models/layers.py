@@ -183,9 +183,15 @@ class Conv2D(keras.layers.Conv2D):
             return conv2d_1x1(inputs, kernel, self.strides[0])
         return self.convolution_op(inputs, kernel)
 
-    def _inference(self, inputs, kernel, bias):
-        """The fast path: ``inputs`` convolved with ``kernel``, plus ``bias`` (None: none)."""
-        if self._fast_form(False) == "1x1":
+    def _inference(self, inputs, kernel, bias, scale=None):
+        """The fast path: ``inputs`` convolved with ``kernel``, times ``scale`` (None: 1), plus ``bias`` (None: 0),
+        per output channel. The 3x3 form scales in Winograd's output transform; the others scale the kernel."""
+        form = self._fast_form(False)
+        if form == "3x3":
+            return conv2d_3x3(inputs, kernel, self.dilation_rate[0], scale, bias)
+        if scale is not None:
+            kernel = kernel * scale
+        if form == "1x1":
             return conv2d_1x1(inputs, kernel, self.strides[0], bias)
         outputs = self._convolve(inputs, kernel, training=False)
         return outputs if bias is None else tf.nn.bias_add(outputs, bias)
@@ -213,9 +219,9 @@ class Conv2D(keras.layers.Conv2D):
 
     def folded(self, inputs, scale, offset):
         """This convolution of ``inputs`` followed by ``y * scale + offset`` per output channel, done as one
-        convolution: the kernel scaled, the bias ``offset`` (plus the scaled bias of its own)."""
+        convolution: scaled (its kernel, or its Winograd output), the bias ``offset`` (plus its own, scaled)."""
         bias = offset + self.bias * scale if self.use_bias else offset
-        return self._inference(inputs, self.kernel * scale, bias)
+        return self._inference(inputs, self.kernel, bias, scale)
 
 
 def _concatenated_shape(input_shapes):
@@ -260,15 +266,22 @@ class ConcatConv2D(Conv2D):
     def _sums_inputs(self, training):
         return not training and self.compute_dtype == "float32" and fast_convolutions_enabled()
 
-    def _inference(self, inputs, kernel, bias):
+    def _inference(self, inputs, kernel, bias, scale=None):
         if not isinstance(inputs, (list, tuple)):  # bfloat16: Conv2D's call of the concatenation
-            return super()._inference(inputs, kernel, bias)
+            return super()._inference(inputs, kernel, bias, scale)
+        # A BatchNormalization's scale goes where it costs less: on the kernel or on the summed output.
+        pixels = inputs[0].shape[1:-1].num_elements()
+        scale_kernel = scale is not None and (pixels is None or kernel.shape.num_elements() <= pixels * self.filters)
+        if scale_kernel:
+            kernel = kernel * scale
         kernels = tf.split(kernel, [x.shape[-1] for x in inputs], axis=2)
         outputs = None
         for x, part_kernel in zip(inputs, kernels, strict=True):
             with tf.control_dependencies([] if outputs is None else [outputs]):
                 part = self._convolve(x, part_kernel, training=False)
             outputs = part if outputs is None else outputs + part
+        if scale is not None and not scale_kernel:
+            outputs = outputs * scale
         return outputs if bias is None else tf.nn.bias_add(outputs, bias)
 
     def call(self, inputs, training=None):

@@ -119,15 +119,15 @@ def _products(tiles, kernels):
     return [tf.matmul(t, k) for t, k in zip(tiles, kernels, strict=True)]
 
 
-def _output_tiles(products, batch, h, w):
-    """``A^T m A`` of every tile's 16 product planes (``[tiles, K]`` each), assembled into ``[batch, h, w, K]``
-    (``batch`` may be -1)."""
+def _output_tiles(products, batch, h, w, scale, bias):
+    """``A^T m A`` of every tile's 16 product planes (``[tiles, K]`` each), times ``scale`` plus ``bias`` (``[K]``
+    each), assembled into ``[batch, h, w, K]`` (``batch`` may be -1)."""
     th, tw = (h + 1) // 2, (w + 1) // 2
     k = tf.shape(products[0])[-1]
     outputs = []
     for coefficients in _A_T:
         row = [_combine([coefficients], [products[4 * i + j] for i in range(4)])[0] for j in range(4)]
-        outputs += _combine(_A_T, row)
+        outputs += [y * scale + bias for y in _combine(_A_T, row)]
     y = tf.reshape(tf.stack(outputs, axis=-2), [batch, th, tw, 4 * k])
     return tf.nn.depth_to_space(y, 2)[:, :h, :w, :]
 
@@ -154,9 +154,9 @@ def _winograd_stages(dilation):
             sub = tf.space_to_batch(x, [dilation, dilation], [[0, (-h) % dilation], [0, (-w) % dilation]])
         return _input_tiles(sub), _kernel_tiles(kernel)
 
-    def after(products, x):
+    def after(products, x, scale, bias):
         """``x`` only lends its (static) shape."""
-        y = _output_tiles(products, *_sub_shape(x))
+        y = _output_tiles(products, *_sub_shape(x), scale, bias)
         if dilation == 1:
             return y
         h, w = tf.shape(x)[1], tf.shape(x)[2]
@@ -174,8 +174,8 @@ def _block_stages(tile_rows, tile_cols):
     def tiles(piece):
         return _transform_tiles(piece, tile_rows, tile_cols)
 
-    def output(products):
-        return _output_tiles(products, -1, 2 * tile_rows, 2 * tile_cols)
+    def output(products, scale, bias):
+        return _output_tiles(products, -1, 2 * tile_rows, 2 * tile_cols, scale, bias)
 
     return tf.function(tiles, jit_compile=True), tf.function(output, jit_compile=True)
 
@@ -218,7 +218,7 @@ def _padded_piece(x, dilation, first, last, axis):
     return x[tuple(index)], [max(0, -first), max(0, last - size)]
 
 
-def _winograd_in_blocks(x, kernel, dilation, block):
+def _winograd_in_blocks(x, kernel, dilation, block, scale, bias):
     """Winograd over blocks of ``block = (tile rows, tile columns)`` tiles, one after the other.
 
     Each block reads its part of the input (with the one-pixel halo its tiles overlap by, and the 'same' padding
@@ -241,7 +241,7 @@ def _winograd_in_blocks(x, kernel, dilation, block):
                 piece = tf.space_to_batch(piece, [dilation, dilation], [padding, side])
             elif any(padding + side):
                 piece = tf.pad(piece, [[0, 0], padding, side, [0, 0]])
-            out = output(_products(tiles(piece), transformed))
+            out = output(_products(tiles(piece), transformed), scale, bias)
             row.append(out[:, : sub_h - top, : sub_w - left])
             last_output = row[-1:]
         rows.append(row[0] if len(row) == 1 else tf.concat(row, axis=2))
@@ -251,20 +251,23 @@ def _winograd_in_blocks(x, kernel, dilation, block):
     return y
 
 
-def conv2d_3x3_winograd(x, kernel, dilation=1):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` by Winograd F(2x2, 3x3).
+def conv2d_3x3_winograd(x, kernel, dilation=1, scale=None, bias=None):
+    """``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` by Winograd F(2x2, 3x3), times ``scale`` plus
+    ``bias`` per output channel where given (in the output transform, at no extra pass).
 
     In one pass, or in blocks of tiles where one pass would hold too much memory.
     """
     x = tf.convert_to_tensor(x)
     kernel = tf.convert_to_tensor(kernel)
     dilation = int(dilation)
+    scale = tf.ones([kernel.shape[-1]], x.dtype) if scale is None else tf.convert_to_tensor(scale, x.dtype)
+    bias = tf.zeros([kernel.shape[-1]], x.dtype) if bias is None else tf.convert_to_tensor(bias, x.dtype)
     block = _block_tiles(x.shape, kernel.shape[-1], dilation)
     if block is not None:
-        return _winograd_in_blocks(x, kernel, dilation, block)
+        return _winograd_in_blocks(x, kernel, dilation, block, scale, bias)
     before, after = _winograd_stages(dilation)
     tiles, transformed = before(x, kernel)
-    return after(_products(tiles, transformed), x)
+    return after(_products(tiles, transformed), x, scale, bias)
 
 
 def _valid_range(size, offset):
@@ -318,29 +321,45 @@ def conv2d_3x3_space_to_batch(x, kernel, dilation):
     return tf.batch_to_space(y, [dilation, dilation], padding)
 
 
-def conv2d_3x3(x, kernel, dilation=1):
-    """A 'same', stride-1 3x3 convolution of NHWC float32 or bfloat16 ``x``, computed the cheapest exact way.
-
-    Equals ``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)`` up to rounding.
-    """
-    x = tf.convert_to_tensor(x)
-    kernel = tf.convert_to_tensor(kernel)
+def _form_3x3(x, kernel, dilation):
+    """Which exact form of :func:`conv2d_3x3` is the cheapest for these (static) shapes."""
     _, h, w, c = x.shape
     k = kernel.shape[-1]
     if h is None or w is None or c is None or k is None:
-        return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
+        return "direct"
     if dilation > 1 and padding_share(h, w, dilation) >= MIN_SKIPPED_SHARE:
-        return conv2d_3x3_skip_padding(x, kernel, dilation)
+        return "skip_padding"
     if x.dtype == tf.bfloat16:  # oneDNN's dilated bfloat16 kernel is slow; Winograd would add bfloat16 roundings
-        return conv2d_3x3_space_to_batch(x, kernel, dilation) if dilation > 1 else tf.nn.conv2d(x, kernel, 1, "SAME")
+        return "space_to_batch" if dilation > 1 else "direct"
     sub_h, sub_w, rows, cols = _tile_grid(h, w, dilation)
     tiles = (x.shape[0] or 1) * dilation**2 * rows * cols
     small = min(sub_h, sub_w) < MIN_WINOGRAD_SUBIMAGE or tiles < MIN_WINOGRAD_TILES
-    if min(c, k) < MIN_WINOGRAD_CHANNELS or small:
-        return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
-    y = conv2d_3x3_winograd(x, kernel, dilation)
-    y.set_shape(x.shape[:-1].concatenate([k]))
-    return y
+    return "direct" if min(c, k) < MIN_WINOGRAD_CHANNELS or small else "winograd"
+
+
+def conv2d_3x3(x, kernel, dilation=1, scale=None, bias=None):
+    """A 'same', stride-1 3x3 convolution of NHWC float32 or bfloat16 ``x``, computed the cheapest exact way;
+    times ``scale`` plus ``bias`` per output channel where given (a BatchNormalization folded in).
+
+    Equals ``tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation) * scale + bias`` up to rounding. Winograd
+    applies them in its output transform; the other forms convolve with the kernel scaled.
+    """
+    x = tf.convert_to_tensor(x)
+    kernel = tf.convert_to_tensor(kernel)
+    form = _form_3x3(x, kernel, dilation)
+    if form == "winograd":
+        y = conv2d_3x3_winograd(x, kernel, dilation, scale, bias)
+        y.set_shape(x.shape[:-1].concatenate([kernel.shape[-1]]))
+        return y
+    if scale is not None:
+        kernel = kernel * scale
+    if form == "skip_padding":
+        y = conv2d_3x3_skip_padding(x, kernel, dilation)
+    elif form == "space_to_batch":
+        y = conv2d_3x3_space_to_batch(x, kernel, dilation)
+    else:
+        y = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
+    return y if bias is None else tf.nn.bias_add(y, bias)
 
 
 def conv2d_1x1(x, kernel, strides=1, bias=None):

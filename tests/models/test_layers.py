@@ -145,8 +145,10 @@ def test_registered_training_objects_round_trip(make):
     assert type(restored) is type(obj) and restored.get_config() == obj.get_config()
 
 
-@pytest.mark.parametrize(("pool", "strides", "padding", "shape"), [(3, 2, 1, (2, 11, 16, 3)), (3, 2, 1, (1, 8, 7, 2)),
-                                                                    (3, 1, 1, (1, 5, 6, 2)), (2, 2, 1, (1, 7, 9, 2))])
+@pytest.mark.parametrize(
+    ("pool", "strides", "padding", "shape"),
+    [(3, 2, 1, (2, 11, 16, 3)), (3, 2, 1, (1, 8, 7, 2)), (3, 1, 1, (1, 5, 6, 2)), (2, 2, 1, (1, 7, 9, 2))],
+)
 def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding, shape):
     """Mirror padding (used where the padding is at most half the window) takes the maxima and gradients of
     MXNet's -inf padding, negative inputs included; (2, 2, 1) keeps -inf padding."""
@@ -254,8 +256,14 @@ def _conv_bn_relu_model(kernel_size, strides, use_bias, concatenated=False):
 
 @pytest.mark.parametrize(
     ("kernel_size", "strides", "use_bias", "concatenated"),
-    [(1, 1, False, False), (1, 2, True, False), (3, 1, False, False), (3, 2, True, False), (1, 1, False, True),
-     (3, 1, True, True)],
+    [
+        (1, 1, False, False),
+        (1, 2, True, False),
+        (3, 1, False, False),
+        (3, 2, True, False),
+        (1, 1, False, True),
+        (3, 1, True, True),
+    ],
 )
 def test_batch_norm_folds_into_its_convolution_at_cpu_inference(kernel_size, strides, use_bias, concatenated):
     """In a traced graph at float32 inference no normalisation op is left, and the output is Keras' to rounding;
@@ -279,6 +287,34 @@ def test_batch_norm_folds_into_its_convolution_at_cpu_inference(kernel_size, str
     assert [op.name for op in kept if "batchnorm" in op.name]
     trained = _traced_ops(lambda *v: model(list(v) if concatenated else v[0], training=True), values)
     assert any(op.type == "Mean" for op in trained)  # batch statistics
+
+
+@pytest.mark.parametrize("concatenated", [False, True])
+def test_batch_norm_folds_into_winograds_output_transform(concatenated):
+    """Where the 3x3 convolution takes Winograd (128 channels), the normalisation's scale is applied in the output
+    transform, not to the kernel; a concatenation whose kernel outweighs its output scales the summed output."""
+    from kseg.models.layers import BatchNormalization, conv2d
+    from kseg.ops.runtime import stock_tf_ops
+
+    size = 48 if not concatenated else 8  # 8x8 with 160 input channels: the kernel is larger than the output
+    inputs = (
+        [keras.Input((size, size, 96)), keras.Input((size, size, 64))]
+        if concatenated
+        else keras.Input((size, size, 128))
+    )
+    model = keras.Model(inputs, BatchNormalization(epsilon=1e-5)(conv2d(inputs, 128, 3, "conv", dilation=2)))
+    rng = np.random.default_rng(10)
+    for weight in model.weights:
+        low = 0.5 if "variance" in weight.path else -1.0
+        weight.assign(rng.uniform(low, 2.0, weight.shape).astype("float32") / (30 if "kernel" in weight.path else 1))
+    values = [tf.constant(rng.standard_normal((2, *i.shape[1:])), tf.float32) for i in tf.nest.flatten(inputs)]
+    args = values if concatenated else values[0]
+    with stock_tf_ops():
+        expected = tf.function(lambda x: model(x, training=False))(args).numpy()
+    ops = _traced_ops(lambda *v: model(list(v) if concatenated else v[0], training=False), values)
+    assert not [op.name for op in ops if "batchnorm" in op.name]
+    assert not [op for op in ops if op.type == "Mul" and op.inputs[0].shape.rank == 4 and op.inputs[0].shape[0] == 3]
+    np.testing.assert_allclose(tf.function(lambda x: model(x, training=False))(args), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_batch_norm_folds_only_the_convolution_that_feeds_it():

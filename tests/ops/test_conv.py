@@ -89,6 +89,31 @@ def test_large_images_take_winograd_in_blocks():
 
 
 @pytest.mark.parametrize(
+    "shape, filters, dilation, budget, form",
+    [
+        ((2, 40, 34, 128), 130, 2, None, "conv2d_3x3_winograd"),
+        ((1, 48, 46, 128), 128, 1, 200, "conv2d_3x3_winograd"),  # in blocks
+        ((1, 30, 30, 8), 6, 12, None, "conv2d_3x3_skip_padding"),
+        ((2, 9, 13, 8), 6, 1, None, None),  # oneDNN's own convolution
+    ],
+)
+def test_scale_and_bias_are_applied_in_every_form(calls, monkeypatch, shape, filters, dilation, budget, form):
+    """A BatchNormalization folded in: Winograd applies it in its output transform, the others to the kernel."""
+    x, kernel = _case(*shape, filters)
+    rng = np.random.default_rng(3)
+    scale = rng.uniform(0.5, 2.0, filters).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    if budget:
+        monkeypatch.setattr(fast_conv, "MAX_BLOCK_BYTES", budget * 16 * 128 * 4)
+        assert fast_conv._block_tiles(x.shape, filters, dilation) is not None
+    y = fast_conv.conv2d_3x3(x, kernel, dilation, scale=scale, bias=bias)
+    assert calls == ([form] if form else [])
+    exact = tf.nn.conv2d(x.astype(np.float64), kernel.astype(np.float64), 1, "SAME", dilations=dilation).numpy()
+    exact = exact * scale + bias
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) < 1e-6
+
+
+@pytest.mark.parametrize(
     "batch, height, width, dilation",
     [(1, 30, 30, 12), (2, 31, 17, 24), (1, 10, 10, 36), (1, 30, 30, 1), (1, 9, 40, 8)],
 )
@@ -198,7 +223,8 @@ def test_xla_stages_take_data_tensors_only():
     before, after = fast_conv._winograd_stages(2)
     tiles, transformed = before(x, kernel)
     products = fast_conv._products(tiles, transformed)
-    for stage, args in ((before, (x, kernel)), (after, (products, x))):
+    scale, bias = tf.ones([3]), tf.zeros([3])
+    for stage, args in ((before, (x, kernel)), (after, (products, x, scale, bias))):
         inputs = stage.get_concrete_function(*args).inputs
         assert [t.dtype for t in inputs] == [tf.float32] * len(tf.nest.flatten(args))
 
