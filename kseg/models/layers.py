@@ -333,10 +333,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
     output it normalises.
 
     At inference the normalisation is ``y * scale + offset`` per channel, which the convolution can do itself
-    with its kernel scaled and a bias: the two elementwise passes over the map go (TensorFlow fuses the bias,
-    and a ReLU after it, into the matrix multiply). It folds only when its input is that convolution's output
-    in the graph being traced (kseg's Conv2D marks it); otherwise, and in training, it is Keras' layer.
-    The same weights and config.
+    with its kernel scaled (a Winograd 3x3: its output transform scaled) and a bias: the two elementwise passes
+    over the map go (TensorFlow fuses the bias, and a ReLU after it, into the matrix multiply). It folds only
+    when its input is that convolution's output in the graph being traced (kseg's Conv2D marks it); otherwise,
+    and in training, it is Keras' layer. The same weights and config.
 
     Example:
 
