@@ -293,7 +293,10 @@ def test_layer_config_round_trip():
     assert type(clone) is Conv2D and clone.get_config() == layer.get_config()
 
 
-@pytest.mark.parametrize("batch, height, width, strides", [(1, 8, 8, 1), (2, 9, 13, 1), (2, 9, 13, 2), (1, 1, 1, 2)])
+@pytest.mark.parametrize(
+    "batch, height, width, strides",
+    [(1, 8, 8, 1), (2, 9, 13, 1), (2, 9, 13, 2), (1, 1, 1, 2), (2, 12, 8, 2), (1, 9, 6, 3)],  # last two: a reshape
+)
 def test_conv2d_1x1_equals_tf_convolution(batch, height, width, strides):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, height, width, 6)).astype(np.float32)
