@@ -48,8 +48,10 @@ _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 _A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
 
 # Below these sizes the transforms (the kernel's among them, whatever the image size) cost more than the
-# products they save (measured on a 2-core AVX2 CPU).
-MIN_WINOGRAD_CHANNELS = 128
+# products they save (measured on a 2-core AVX2 CPU; channels on a 2-core AVX-512 EPYC: 64 -> 128 took 0.86-0.92
+# of the direct convolution's time at 60x60 to 240x240, 64 -> 64 0.94-1.01, 128 -> 128 0.78).
+MIN_WINOGRAD_CHANNELS = 64
+MIN_WINOGRAD_CHANNEL_PRODUCT = 64 * 128
 MIN_WINOGRAD_SUBIMAGE = 8
 MIN_WINOGRAD_TILES = 512
 # Skip padding taps when they hold at least this share of the products.
@@ -334,7 +336,8 @@ def _form_3x3(x, kernel, dilation):
     sub_h, sub_w, rows, cols = _tile_grid(h, w, dilation)
     tiles = (x.shape[0] or 1) * dilation**2 * rows * cols
     small = min(sub_h, sub_w) < MIN_WINOGRAD_SUBIMAGE or tiles < MIN_WINOGRAD_TILES
-    return "direct" if min(c, k) < MIN_WINOGRAD_CHANNELS or small else "winograd"
+    few_channels = min(c, k) < MIN_WINOGRAD_CHANNELS or c * k < MIN_WINOGRAD_CHANNEL_PRODUCT
+    return "direct" if few_channels or small else "winograd"
 
 
 def conv2d_3x3(x, kernel, dilation=1, scale=None, bias=None):

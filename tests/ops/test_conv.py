@@ -164,7 +164,9 @@ def calls(monkeypatch):
         ((1, 46, 46, 128), 128, 1, "conv2d_3x3_winograd"),
         ((2, 40, 33, 128), 256, 4, "conv2d_3x3_winograd"),
         ((1, 60, 60, 8), 8, 36, "conv2d_3x3_skip_padding"),  # 64% of the products are zeros
-        ((1, 46, 46, 64), 128, 1, None),  # too few channels to pay for the transforms
+        ((1, 46, 46, 64), 128, 1, "conv2d_3x3_winograd"),  # the deep stem's third convolution
+        ((1, 46, 46, 64), 64, 1, None),  # too few channels to pay for the transforms
+        ((1, 46, 46, 32), 256, 1, None),
         ((1, 20, 20, 128), 128, 3, None),  # 7x7 sub-images: too small, and 19% padding products
         ((1, 24, 24, 256), 256, 1, None),  # 144 tiles: too few to pay for the kernel's transform
     ],
