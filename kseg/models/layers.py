@@ -10,7 +10,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from kseg.ops import adaptive_average_pool2d, resize_bilinear_align_corners
+from kseg.ops import adaptive_average_pool2d, resize_like
 from kseg.ops.conv import conv2d_1x1, conv2d_3x3, fast_convolutions_enabled
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
@@ -43,12 +43,12 @@ def policy_name(layer):
 
 @keras.saving.register_keras_serializable(package="kseg")
 class ResizeLike(keras.layers.Layer):
-    """Bilinearly resize ``inputs[0]`` (align_corners) to the size of ``inputs[1]``."""
+    """Bilinearly resize ``inputs[0]`` (align_corners) to the size of ``inputs[1]``; at CPU inference on static
+    shapes, in one XLA-fused pass (:func:`kseg.ops.resize_like`)."""
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         images, reference = inputs
-        shape = tf.shape(reference)
-        return resize_bilinear_align_corners(images, (shape[1], shape[2]))
+        return resize_like(images, reference, compiled=not training and fast_convolutions_enabled())
 
     def compute_output_shape(self, input_shapes):
         images, reference = input_shapes

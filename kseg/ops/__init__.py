@@ -37,7 +37,7 @@ from kseg.ops.masks import paste_masks, paste_masks_tf
 from kseg.ops.nms import box_nms, multiclass_nms, proposal_nms
 from kseg.ops.pooling import adaptive_average_pool2d
 from kseg.ops.proposals import rpn_proposals
-from kseg.ops.resize import resize_bilinear_align_corners, resize_short_side, short_side_size
+from kseg.ops.resize import resize_bilinear_align_corners, resize_like, resize_short_side, short_side_size
 from kseg.ops.roi_align import FPN_ROI_STRIDES, fpn_roi_levels, multilevel_roi_align, roi_align
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "paste_masks_tf",
     "proposal_nms",
     "resize_bilinear_align_corners",
+    "resize_like",
     "resize_short_side",
     "roi_align",
     "rpn_proposals",

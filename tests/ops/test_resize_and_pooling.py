@@ -106,3 +106,25 @@ def test_against_mxnet_ops(side_python, tmp_path):
         x = ref[f"x{i}"]
         ours = resize_bilinear_align_corners(x, arg) if kind == "resize" else adaptive_average_pool2d(x, (arg, arg))
         np.testing.assert_allclose(ours, ref[f"y{i}"], rtol=1e-5, atol=1e-5, err_msg=f"{kind} {arg}")
+
+
+def test_resize_like_compiled_equals_the_gathers_and_keeps_dynamic_shapes_on_them():
+    from kseg.ops import resize_like
+
+    rng = np.random.default_rng(4)
+    images = tf.constant(rng.standard_normal((2, 7, 9, 5)), tf.float32)
+    reference = tf.zeros([2, 23, 31, 3])
+    expected = resize_bilinear_align_corners(images, (23, 31))
+    compiled = resize_like(images, reference, compiled=True)
+    assert compiled.shape == (2, 23, 31, 5)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-6, atol=1e-6)
+    static = tf.function(lambda x, r: resize_like(x, r, compiled=True)).get_concrete_function(images, reference)
+    assert "GatherV2" not in {op.type for op in static.graph.get_operations()}  # inside the compiled call
+    # Unknown sizes would compile once per image size: they take the gathers.
+    dynamic = tf.function(
+        lambda x, r: resize_like(x, r, compiled=True),
+        input_signature=[tf.TensorSpec([None, None, None, 5]), tf.TensorSpec([None, None, None, 3])],
+    )
+    ops = {op.type for op in dynamic.get_concrete_function().graph.get_operations()}
+    assert "GatherV2" in ops and not any("PartitionedCall" in op for op in ops)
+    np.testing.assert_allclose(dynamic(images, reference), expected, rtol=0, atol=0)
