@@ -24,8 +24,10 @@ transforms would add bfloat16 roundings, so bfloat16 never takes it.
 
 The transforms are memory-bound elementwise work that XLA fuses; the 16
 matrix products between them (one per position in a transformed tile) run in
-TensorFlow's own kernel, whose rounding is that of ``tf.nn.conv2d``. :func:`conv2d_3x3` picks the cheapest exact form
-per call from the (static) shapes and falls back to ``tf.nn.conv2d``.
+TensorFlow's own kernel, whose rounding is that of ``tf.nn.conv2d``. A
+BatchNormalization folded into the convolution is applied in the output
+transform. :func:`conv2d_3x3` picks the cheapest exact form per call from the
+(static) shapes and falls back to ``tf.nn.conv2d``.
 
 :func:`fast_convolutions_enabled` says whether kseg's ``Conv2D`` layers use
 this path: float32 or bfloat16, inference, no GPU/TPU (cuDNN and XLA:TPU choose their own
