@@ -47,10 +47,12 @@ def resize_bilinear_align_corners(images, size):
     return cols_left + (cols_right - cols_left) * wx
 
 
-@tf.function(jit_compile=True)
-def _resize_like_compiled(images, reference):
+def _resize_to(images, reference):
     shape = tf.shape(reference)
     return resize_bilinear_align_corners(images, (shape[1], shape[2]))
+
+
+_resize_to_compiled = tf.function(_resize_to, jit_compile=True)
 
 
 def resize_like(images, reference, compiled=False):
@@ -63,11 +65,10 @@ def resize_like(images, reference, compiled=False):
     images = tf.convert_to_tensor(images)
     reference = tf.convert_to_tensor(reference)
     if compiled and images.shape.is_fully_defined() and reference.shape.is_fully_defined():
-        y = _resize_like_compiled(images, reference)
+        y = _resize_to_compiled(images, reference)
         y.set_shape([images.shape[0], reference.shape[1], reference.shape[2], images.shape[3]])
         return y
-    shape = tf.shape(reference)
-    return resize_bilinear_align_corners(images, (shape[1], shape[2]))
+    return _resize_to(images, reference)
 
 
 def short_side_size(height, width, short, max_size):
