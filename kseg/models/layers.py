@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from kseg.ops import adaptive_average_pool2d, resize_like
-from kseg.ops.conv import conv2d_1x1, conv2d_3x3, fast_convolutions_enabled
+from kseg.ops.conv import conv2d_1x1, conv2d_3x3, fast_convolutions_enabled, kernel_after
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
 BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
@@ -101,9 +101,11 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
 class PaddedMaxPooling2D(keras.layers.Layer):
     """Max pooling with symmetric padding by ``-inf`` (MXNet ``MaxPool2D``, floor mode).
 
-    Where the padding is at most half the window (ResNet's 3x3/2 pool, padding 1), every window that
-    reaches a padded cell also holds the real cell that cell mirrors, so mirror padding gives the very same
-    maxima. It is used there: ``-inf`` would become the range of an int8 LiteRT model's quantised pool.
+    At CPU inference, where kseg's fast convolutions run, TensorFlow's pool pads by itself. Elsewhere (training,
+    export, GPUs) the map is padded first: where the padding is at most half the window (ResNet's 3x3/2 pool,
+    padding 1), every window that reaches a padded cell also holds the real cell that cell mirrors, so mirror
+    padding gives the very same maxima. It is used there: ``-inf`` would become the range of an int8 LiteRT
+    model's quantised pool.
     """
 
     def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
@@ -112,8 +114,12 @@ class PaddedMaxPooling2D(keras.layers.Layer):
         self.strides = int(strides)
         self.padding = int(padding)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         p = self.padding
+        if p and not training and fast_convolutions_enabled():
+            # TensorFlow's CPU pool pads by -inf itself: no padded copy of the map (the stem's, at 1024x2048, is
+            # 270 MB) and twice as fast (240x240x128: 3.0 ms against 5.8-7.6).
+            return tf.nn.max_pool2d(inputs, self.pool_size, self.strides, [[0, 0], [p, p], [p, p], [0, 0]])
         if p and 2 * p <= self.pool_size:
             inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="SYMMETRIC")
         elif p:
@@ -190,7 +196,7 @@ class Conv2D(keras.layers.Conv2D):
         if form == "3x3":
             return conv2d_3x3(inputs, kernel, self.dilation_rate[0], scale, bias)
         if scale is not None:
-            kernel = kernel * scale
+            kernel = kernel_after(inputs, kernel, scale)
         if form == "1x1":
             return conv2d_1x1(inputs, kernel, self.strides[0], bias)
         outputs = self._convolve(inputs, kernel, training=False)
@@ -273,7 +279,7 @@ class ConcatConv2D(Conv2D):
         pixels = inputs[0].shape[1:-1].num_elements()
         scale_kernel = scale is not None and (pixels is None or kernel.shape.num_elements() <= pixels * self.filters)
         if scale_kernel:
-            kernel = kernel * scale
+            kernel = kernel_after(inputs[0], kernel, scale)
         kernels = tf.split(kernel, [x.shape[-1] for x in inputs], axis=2)
         outputs = None
         for x, part_kernel in zip(inputs, kernels, strict=True):

@@ -149,10 +149,14 @@ def test_registered_training_objects_round_trip(make):
     ("pool", "strides", "padding", "shape"),
     [(3, 2, 1, (2, 11, 16, 3)), (3, 2, 1, (1, 8, 7, 2)), (3, 1, 1, (1, 5, 6, 2)), (2, 2, 1, (1, 7, 9, 2))],
 )
-def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding, shape):
-    """Mirror padding (used where the padding is at most half the window) takes the maxima and gradients of
-    MXNet's -inf padding, negative inputs included; (2, 2, 1) keeps -inf padding."""
+@pytest.mark.parametrize("fast", [True, False])
+def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding, shape, fast, monkeypatch):
+    """TensorFlow's own padding (CPU inference) and mirror padding (elsewhere, where the padding is at most half
+    the window) take the maxima and gradients of MXNet's -inf padding, negative inputs included; (2, 2, 1) keeps
+    -inf padding."""
     from kseg.models.layers import PaddedMaxPooling2D
+
+    monkeypatch.setenv("KSEG_FAST_CONV", "1" if fast else "0")
 
     x = tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32") - 1.0)
     layer = PaddedMaxPooling2D(pool, strides, padding)
@@ -168,6 +172,15 @@ def test_padded_max_pooling_equals_minus_infinity_padding(pool, strides, padding
         ours_sum, theirs_sum = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_allclose(tape.gradient(ours_sum, x).numpy(), tape.gradient(theirs_sum, x).numpy(), atol=1e-6)
+
+
+def test_padded_max_pooling_makes_no_padded_copy_at_cpu_inference():
+    from kseg.models.layers import PaddedMaxPooling2D
+
+    layer = PaddedMaxPooling2D(3, 2, 1)
+    graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(tf.TensorSpec([1, 16, 16, 4])).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "MaxPool" in kinds and not kinds & {"Pad", "PadV2", "MirrorPad"}
 
 
 # -- ConcatConv2D: the convolution of a concatenation, without making it ---------------------------------------------

@@ -88,6 +88,70 @@ def test_large_images_take_winograd_in_blocks():
     assert fast_conv._block_tiles((1, 60, 60, 512), 512, 4) is None  # 480x480's stage 4: one pass
 
 
+def test_large_64_to_128_convolutions_take_the_direct_form_rather_than_blocks(calls, monkeypatch):
+    """In blocks, Winograd's output is concatenated (a second copy of it): the stem's 64 -> 128 convolution, which
+    Winograd speeds up little, goes direct where it would need blocks; 128 channels keep Winograd in blocks."""
+    monkeypatch.setattr(fast_conv, "MAX_BLOCK_BYTES", 2**20)  # 46x46: 529 tiles of 64 channels are 2.1 MiB
+    x, kernel = _case(1, 46, 46, 64, 128)
+    _assert_float32_exact(fast_conv.conv2d_3x3(x, kernel), x, kernel, 1)
+    assert calls == []  # in one pass it takes Winograd: test_conv2d_3x3_picks_the_cheaper_exact_form
+    x, kernel = _case(1, 46, 46, 128, 128)
+    _assert_float32_exact(fast_conv.conv2d_3x3(x, kernel), x, kernel, 1)
+    assert calls == ["conv2d_3x3_winograd"] and fast_conv._block_tiles(x.shape, 128, 1) is not None
+
+
+def _depends_on(tensor, source):
+    """Whether ``tensor`` is computed from ``source`` in their graph (data edges)."""
+    seen, stack = set(), [tensor.op]
+    while stack:
+        op = stack.pop()
+        if op is source.op:
+            return True
+        if op.name not in seen:
+            seen.add(op.name)
+            stack.extend(t.op for t in op.inputs)
+    return False
+
+
+@pytest.mark.parametrize("side, ordered", [(64, False), (128, True)])  # 8 and 32 MiB of 512 channels
+def test_kernel_work_waits_for_a_large_input(side, ordered):
+    """Scaling a kernel reads no image: on a large input it is made to wait for it (a data edge), else the executor
+    may scale every layer's kernel at the start and hold the copies."""
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.standard_normal((1, 1, 512, 4)).astype(np.float32))
+    scale = tf.constant(rng.standard_normal(4).astype(np.float32))
+    seen = {}
+
+    def scaled(x):
+        seen["x"], seen["kernel"] = x, fast_conv.kernel_after(x, kernel, scale)
+        return seen["kernel"]
+
+    spec = tf.TensorSpec([1, side, side, 512], tf.float32)
+    tf.function(scaled).get_concrete_function(spec)
+    assert _depends_on(seen["kernel"], seen["x"]) == ordered
+    np.testing.assert_array_equal(fast_conv.kernel_after(tf.zeros(spec.shape), kernel, scale), kernel * scale)
+
+
+def test_winograd_blocks_transform_the_kernel_once_their_input_is_there(monkeypatch):
+    monkeypatch.setattr(fast_conv, "MAX_BLOCK_BYTES", 2**20)
+    gates, original = [], fast_conv._kernel_tiles_after
+
+    def spy(kernel, gate):
+        gates.append(gate)
+        return original(kernel, gate)
+
+    monkeypatch.setattr(fast_conv, "_kernel_tiles_after", spy)
+    _, kernel = _case(1, 46, 46, 128, 128)
+    seen = {}
+
+    def convolve(x):
+        seen["x"] = x
+        return fast_conv.conv2d_3x3_winograd(x, kernel)
+
+    tf.function(convolve).get_concrete_function(tf.TensorSpec([1, 46, 46, 128], tf.float32))
+    assert len(gates) == 1 and _depends_on(gates[0], seen["x"])
+
+
 @pytest.mark.parametrize(
     "shape, filters, dilation, budget, form",
     [
