@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from kseg.ops import adaptive_average_pool2d, resize_like
 from kseg.ops.conv import conv2d_1x1, conv2d_3x3, fast_convolutions_enabled, kernel_after
+from kseg.ops.runtime import inside_xla
 
 BN_EPSILON = 1e-5  # MXNet's BatchNorm default
 BN_MOMENTUM = 0.9  # MXNet and Keras share this convention
@@ -102,7 +103,7 @@ class PaddedMaxPooling2D(keras.layers.Layer):
     """Max pooling with symmetric padding by ``-inf`` (MXNet ``MaxPool2D``, floor mode).
 
     At CPU inference, where kseg's fast convolutions run, TensorFlow's pool pads by itself. Elsewhere (training,
-    export, GPUs) the map is padded first: where the padding is at most half the window (ResNet's 3x3/2 pool,
+    export, XLA, GPUs) the map is padded first: where the padding is at most half the window (ResNet's 3x3/2 pool,
     padding 1), every window that reaches a padded cell also holds the real cell that cell mirrors, so mirror
     padding gives the very same maxima. It is used there: ``-inf`` would become the range of an int8 LiteRT
     model's quantised pool.
@@ -116,9 +117,9 @@ class PaddedMaxPooling2D(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         p = self.padding
-        if p and not training and fast_convolutions_enabled():
+        if p and not training and fast_convolutions_enabled() and not inside_xla():
             # TensorFlow's CPU pool pads by -inf itself: no padded copy of the map (the stem's, at 1024x2048, is
-            # 270 MB) and twice as fast (240x240x128: 3.0 ms against 5.8-7.6).
+            # 270 MB) and twice as fast (240x240x128: 3.0 ms against 5.8-7.6). XLA has no such pool.
             return tf.nn.max_pool2d(inputs, self.pool_size, self.strides, [[0, 0], [p, p], [p, p], [0, 0]])
         if p and 2 * p <= self.pool_size:
             inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="SYMMETRIC")

@@ -58,6 +58,14 @@ def custom_kernels_allowed() -> bool:
     return not getattr(_state, "stock", False)
 
 
+def inside_xla() -> bool:
+    """Whether the operations being traced now will be compiled by XLA (a ``jit_compile`` function, or one called
+    from it), where some TensorFlow ops are not supported (pooling with explicit padding)."""
+    from tensorflow.python.ops import control_flow_util  # no public API says this
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 INFERENCE_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 

@@ -181,6 +181,8 @@ def test_padded_max_pooling_makes_no_padded_copy_at_cpu_inference():
     graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(tf.TensorSpec([1, 16, 16, 4])).graph
     kinds = {op.type for op in graph.get_operations()}
     assert "MaxPool" in kinds and not kinds & {"Pad", "PadV2", "MirrorPad"}
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 9, 10, 2)).astype("float32"))
+    np.testing.assert_array_equal(tf.function(layer, jit_compile=True)(x), layer(x))  # XLA: padded first
 
 
 # -- ConcatConv2D: the convolution of a concatenation, without making it ---------------------------------------------
