@@ -388,9 +388,8 @@ def _form_3x3(x, kernel, dilation):
     tiles = (x.shape[0] or 1) * dilation**2 * rows * cols
     small = min(sub_h, sub_w) < MIN_WINOGRAD_SUBIMAGE or tiles < MIN_WINOGRAD_TILES
     few_channels = min(c, k) < MIN_WINOGRAD_CHANNELS or c * k < MIN_WINOGRAD_CHANNEL_PRODUCT
-    if min(c, k) < MIN_BLOCKED_WINOGRAD_CHANNELS and _block_tiles(x.shape, k, dilation) is not None:
-        few_channels = True
-    return "direct" if few_channels or small else "winograd"
+    few_for_blocks = min(c, k) < MIN_BLOCKED_WINOGRAD_CHANNELS and _block_tiles(x.shape, k, dilation) is not None
+    return "direct" if few_channels or few_for_blocks or small else "winograd"
 
 
 def conv2d_3x3(x, kernel, dilation=1, scale=None, bias=None):

@@ -16,6 +16,7 @@ import functools
 import threading
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # inside_xla: no public API says this
 
 _state = threading.local()
 
@@ -61,8 +62,6 @@ def custom_kernels_allowed() -> bool:
 def inside_xla() -> bool:
     """Whether the operations being traced now will be compiled by XLA (a ``jit_compile`` function, or one called
     from it), where some TensorFlow ops are not supported (pooling with explicit padding)."""
-    from tensorflow.python.ops import control_flow_util  # no public API says this
-
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
