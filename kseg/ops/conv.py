@@ -42,7 +42,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kseg.ops.runtime import accelerator, custom_kernels_allowed
+from kseg.ops.runtime import accelerator, custom_kernels_allowed, inside_xla
 
 # Winograd F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A.
 _B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -65,6 +65,11 @@ MIN_SKIPPED_SHARE = 0.2
 MIN_BLOCKED_WINOGRAD_CHANNELS = 128
 # Kernel work for a convolution of an input this large waits for the input (kernel_after).
 MIN_ORDERED_INPUT_BYTES = 32 * 2**20
+# A residual sum this large or larger is added into its shortcut's buffer (conv2d_1x1_into), this many bytes of the
+# product at a time. Below it the plain sum: InplaceAdd takes 1.7x a plain add's time (7.1 against 4.1 ms for
+# 32 MiB), and at 32 MiB (ResNet-101's layer3 at 1024x2048 too) fcn's peak was no lower (1909-1965 MiB).
+MIN_RESIDUAL_INTO_BYTES = 256 * 2**20
+RESIDUAL_BLOCK_BYTES = 32 * 2**20
 # At most this many bytes of tiles (or of products) at once. In one pass, FCN's head on a 1024x2048 image
 # (2048 channels at 128x256) holds 1 GiB of tiles, and the process peaked at 2.1x GluonCV's memory.
 MAX_BLOCK_BYTES = 64 * 2**20
@@ -449,8 +454,52 @@ def conv2d_1x1(x, kernel, strides=1, bias=None):
     return y
 
 
+def conv2d_1x1_into(residual, x, kernel, bias=None):
+    """``residual + conv2d_1x1(x, kernel, bias=bias)``: a ResNet block's last 1x1 convolution and its shortcut's sum.
+
+    Where ``residual`` holds at least :data:`MIN_ORDERED_INPUT_BYTES`, the product is made
+    :data:`RESIDUAL_BLOCK_BYTES` of rows at a time and each block added into ``residual``'s own buffer
+    (``InplaceAdd``), so neither the whole product nor a new sum is ever held: at Cityscapes' 1024x2048 a
+    ResNet-101's layer4 product is 268 MB, beside a shortcut as large (fcn_resnet101's process peaked at
+    1899-1910 MiB with this, 2190-2202 without, at the same speed). ``residual`` is overwritten: the caller
+    passes a tensor nothing else reads after this (a block's shortcut, read before by the block's first
+    convolution, which this product depends on). Smaller sums, eager calls, dynamic shapes and XLA (which has
+    no ``InplaceAdd``) take the plain sum.
+
+    Example:
+        >>> x, kernel = tf.ones([1, 4, 4, 2]), tf.ones([1, 1, 2, 3])
+        >>> conv2d_1x1_into(tf.ones([1, 4, 4, 3]), x, kernel)[0, 0, 0].numpy()
+        array([3., 3., 3.], dtype=float32)
+    """
+    residual = tf.convert_to_tensor(residual)
+    x = tf.convert_to_tensor(x)
+    shape = residual.shape
+    c, k = kernel.shape[2], kernel.shape[3]
+    if (
+        not shape.is_fully_defined()
+        or shape.num_elements() * residual.dtype.size < MIN_RESIDUAL_INTO_BYTES
+        or x.shape[:-1] != shape[:-1]
+        or tf.executing_eagerly()
+        or inside_xla()
+    ):
+        return residual + conv2d_1x1(x, kernel, bias=bias)
+    rows = shape[:-1].num_elements()
+    block = max(1, RESIDUAL_BLOCK_BYTES // (k * residual.dtype.size))
+    pixels, weights = tf.reshape(x, [rows, c]), tf.reshape(kernel, [c, k])
+    total = tf.reshape(residual, [rows, k])
+    for start in range(0, rows, block):
+        stop = min(rows, start + block)
+        with tf.control_dependencies([total]):  # one block of the product at a time
+            part = tf.matmul(pixels[start:stop], weights)
+        if bias is not None:
+            part = tf.nn.bias_add(part, bias)
+        total = tf.raw_ops.InplaceAdd(x=total, i=tf.range(start, stop), v=part)
+    return tf.reshape(total, shape)
+
+
 __all__ = [
     "conv2d_1x1",
+    "conv2d_1x1_into",
     "conv2d_3x3",
     "conv2d_3x3_skip_padding",
     "conv2d_3x3_space_to_batch",

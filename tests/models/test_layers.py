@@ -72,7 +72,14 @@ def test_transposed_convolution_config_round_trip():
 
 # -- Every registered kseg layer through the shared harness ---------------------------------------------------------
 def _layer_cases():
-    from kseg.models.layers import AdaptiveAveragePooling2D, BatchNormalization, Conv2D, PaddedMaxPooling2D, ResizeLike
+    from kseg.models.layers import (
+        AdaptiveAveragePooling2D,
+        BatchNormalization,
+        Conv2D,
+        PaddedMaxPooling2D,
+        ResidualAdd,
+        ResizeLike,
+    )
     from kseg.models.mask_rcnn.network import CropLike
 
     image, small = (1, 13, 17, 4), (1, 5, 6, 4)
@@ -85,6 +92,7 @@ def _layer_cases():
         "kseg>Conv2DTranspose": (lambda **kw: Conv2DTranspose(6, 2, strides=2, **kw), [small]),
         "kseg>CropLike": (lambda **kw: CropLike(**kw), [image, small]),
         "kseg>PaddedMaxPooling2D": (lambda **kw: PaddedMaxPooling2D(3, 2, 1, **kw), [image]),
+        "kseg>ResidualAdd": (lambda **kw: ResidualAdd(**kw), [image, image]),
         "kseg>ResizeLike": (lambda **kw: ResizeLike(**kw), [small, image]),
     }
 
@@ -343,3 +351,36 @@ def test_batch_norm_folds_only_the_convolution_that_feeds_it():
     x = tf.constant(np.random.default_rng(9).standard_normal((1, 5, 5, 4)), tf.float32)
     expected = model(x, training=False)
     np.testing.assert_allclose(tf.function(lambda x: model(x, training=False))(x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_residual_sums_go_into_the_shortcuts_buffer_in_a_resnet(monkeypatch):
+    """With the size threshold lowered, every bottleneck's last 1x1 product is added into its shortcut block by
+    block (InplaceAdd), and every stage's output equals the plain sums' (stock ops) to rounding: no shortcut is
+    overwritten while something still reads it."""
+    from kseg.models.backbones import ResNetV1Backbone
+    from kseg.ops import conv as fast_conv
+    from kseg.ops.runtime import stock_tf_ops
+
+    keras.utils.set_random_seed(4)
+    backbone = ResNetV1Backbone(
+        depth=None, variant="v1s", block="bottleneck", stage_depths=(1, 2, 2, 1), base_width=8, output_stride=8
+    )
+    rng = np.random.default_rng(4)
+    for weight in backbone.weights:  # BatchNorm statistics away from the identity, so that the fold matters
+        if "moving_variance" in weight.path or "gamma" in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+        elif "moving_mean" in weight.path or "beta" in weight.path:
+            weight.assign(rng.normal(0.0, 0.2, weight.shape).astype("float32"))
+    images = tf.constant(rng.standard_normal((2, 61, 47, 3)), tf.float32)
+    with stock_tf_ops():
+        expected = tf.function(lambda x: backbone(x, training=False))(images)
+    monkeypatch.setattr(fast_conv, "MIN_RESIDUAL_INTO_BYTES", 0)
+    monkeypatch.setattr(fast_conv, "RESIDUAL_BLOCK_BYTES", 4096)
+    forward = tf.function(lambda x: backbone(x, training=False))
+    ops = _traced_ops(lambda x: backbone(x, training=False), [images])
+    adds = [op for op in ops if op.type == "InplaceAdd"]
+    assert len({op.name.split("/")[-2] for op in adds}) == 6  # one ResidualAdd per block
+    outputs = forward(images)
+    for name in expected:
+        scale = np.abs(expected[name].numpy()).max()
+        np.testing.assert_allclose(outputs[name] / scale, expected[name] / scale, rtol=0, atol=2e-6)

@@ -397,3 +397,41 @@ def test_layer_inference_takes_a_matmul_for_float32_1x1(strides):
     bf16 = Conv2D(7, 1, dtype="mixed_bfloat16")
     bf16.build(x.shape)
     assert "Conv2D" in _op_types(lambda x: bf16(x, training=False), x)  # oneDNN's bfloat16 1x1 is as fast
+
+
+def _graph_op_types(function, *args):
+    return [op.type for op in function.get_concrete_function(*args).graph.get_operations()]
+
+
+@pytest.mark.parametrize("rows_per_block, bias", [(7, True), (16, False), (10_000, True)])
+def test_conv2d_1x1_into_adds_the_product_into_the_residual_in_blocks(monkeypatch, rows_per_block, bias):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((2, 5, 9, 6)).astype(np.float32))  # 90 rows: uneven blocks of 7
+    kernel = tf.constant(rng.standard_normal((1, 1, 6, 4)).astype(np.float32))
+    offset = tf.constant(rng.standard_normal(4).astype(np.float32)) if bias else None
+    residual = rng.standard_normal((2, 5, 9, 4)).astype(np.float32)
+    monkeypatch.setattr(fast_conv, "MIN_RESIDUAL_INTO_BYTES", 0)
+    monkeypatch.setattr(fast_conv, "RESIDUAL_BLOCK_BYTES", rows_per_block * 4 * 4)
+    # The residual is made inside the function, as a block's shortcut is: the sum may overwrite it.
+    into = tf.function(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel, offset))
+    expected = residual + fast_conv.conv2d_1x1(x, kernel, bias=offset).numpy()
+    np.testing.assert_allclose(into(residual, x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    blocks = -(-90 // min(rows_per_block, 90))
+    assert _graph_op_types(into, residual, x).count("InplaceAdd") == blocks
+
+
+def test_conv2d_1x1_into_takes_the_plain_sum_when_small_eager_or_in_xla():
+    x, kernel = tf.ones([1, 4, 4, 2]), tf.ones([1, 1, 2, 3])
+    residual = tf.ones([1, 4, 4, 3])
+    small = tf.function(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel))
+    assert "InplaceAdd" not in _graph_op_types(small, residual, x)
+    # Eager: the caller's tensor is left as it was.
+    np.testing.assert_array_equal(fast_conv.conv2d_1x1_into(residual, x, kernel), np.full([1, 4, 4, 3], 3.0))
+    np.testing.assert_array_equal(residual, np.ones([1, 4, 4, 3]))
+
+
+def test_conv2d_1x1_into_inside_an_xla_function(monkeypatch):
+    monkeypatch.setattr(fast_conv, "MIN_RESIDUAL_INTO_BYTES", 0)
+    x, kernel = tf.ones([1, 4, 4, 2]), tf.ones([1, 1, 2, 3])
+    compiled = tf.function(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel), jit_compile=True)
+    np.testing.assert_array_equal(compiled(tf.ones([1, 4, 4, 3]), x), np.full([1, 4, 4, 3], 3.0))

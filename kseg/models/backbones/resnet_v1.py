@@ -22,7 +22,15 @@ from collections.abc import Sequence
 import keras
 
 from kseg.models.inputs import ImageModel
-from kseg.models.layers import PaddedMaxPooling2D, batch_norm, conv2d, dtype_policy_scope, policy_name, relu
+from kseg.models.layers import (
+    PaddedMaxPooling2D,
+    ResidualAdd,
+    batch_norm,
+    conv2d,
+    dtype_policy_scope,
+    policy_name,
+    relu,
+)
 from kseg.presets import ModelMetadata
 
 RESNET_DEPTHS = {
@@ -67,7 +75,7 @@ def _bottleneck_block(x, planes, strides, dilation, previous_dilation, shortcut,
     out = batch_norm(out, f"{name}_bn3", sync_bn)
     if shortcut is not None:
         residual = shortcut(x)
-    out = keras.layers.Add(name=f"{name}_add")([out, residual])
+    out = ResidualAdd(name=f"{name}_add")([out, residual])
     return relu(out, f"{name}_out")
 
 
