@@ -96,11 +96,10 @@ class ResidualAdd(keras.layers.Add):
     """
 
     def call(self, inputs, training=None):
-        product, shortcut = inputs
-        source = getattr(product, "_kseg_product", None)
-        if source is None or training or len(inputs) != 2:
+        source = getattr(inputs[0], "_kseg_product", None) if len(inputs) == 2 else None
+        if source is None or training:
             return super().call(inputs)
-        return conv2d_1x1_into(shortcut, *source)
+        return conv2d_1x1_into(inputs[1], *source)
 
 
 @keras.saving.register_keras_serializable(package="kseg")

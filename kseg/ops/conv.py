@@ -457,7 +457,7 @@ def conv2d_1x1(x, kernel, strides=1, bias=None):
 def conv2d_1x1_into(residual, x, kernel, bias=None):
     """``residual + conv2d_1x1(x, kernel, bias=bias)``: a ResNet block's last 1x1 convolution and its shortcut's sum.
 
-    Where ``residual`` holds at least :data:`MIN_ORDERED_INPUT_BYTES`, the product is made
+    Where ``residual`` holds at least :data:`MIN_RESIDUAL_INTO_BYTES`, the product is made
     :data:`RESIDUAL_BLOCK_BYTES` of rows at a time and each block added into ``residual``'s own buffer
     (``InplaceAdd``), so neither the whole product nor a new sum is ever held: at Cityscapes' 1024x2048 a
     ResNet-101's layer4 product is 268 MB, beside a shortcut as large (fcn_resnet101's process peaked at
