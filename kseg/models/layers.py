@@ -99,7 +99,7 @@ class ResidualAdd(keras.layers.Add):
         source = getattr(inputs[0], "_kseg_product", None) if len(inputs) == 2 else None
         if source is None or training:
             return super().call(inputs)
-        return conv2d_1x1_into(inputs[1], *source)
+        return conv2d_1x1_into(inputs[1], *source, product=inputs[0])
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -454,7 +454,7 @@ def conv2d_1x1(x, kernel, strides=1, bias=None):
     return y
 
 
-def conv2d_1x1_into(residual, x, kernel, bias=None):
+def conv2d_1x1_into(residual, x, kernel, bias=None, product=None):
     """``residual + conv2d_1x1(x, kernel, bias=bias)``: a ResNet block's last 1x1 convolution and its shortcut's sum.
 
     Where ``residual`` holds at least :data:`MIN_RESIDUAL_INTO_BYTES`, the product is made
@@ -464,7 +464,7 @@ def conv2d_1x1_into(residual, x, kernel, bias=None):
     1899-1910 MiB with this, 2190-2202 without, at the same speed). ``residual`` is overwritten: the caller
     passes a tensor nothing else reads after this (a block's shortcut, read before by the block's first
     convolution, which this product depends on). Smaller sums, eager calls, dynamic shapes and XLA (which has
-    no ``InplaceAdd``) take the plain sum.
+    no ``InplaceAdd``) take the plain sum, of ``product`` where the caller has made the product already.
 
     Example:
         >>> x, kernel = tf.ones([1, 4, 4, 2]), tf.ones([1, 1, 2, 3])
@@ -482,7 +482,7 @@ def conv2d_1x1_into(residual, x, kernel, bias=None):
         or tf.executing_eagerly()
         or inside_xla()
     ):
-        return residual + conv2d_1x1(x, kernel, bias=bias)
+        return residual + (conv2d_1x1(x, kernel, bias=bias) if product is None else product)
     rows = shape[:-1].num_elements()
     block = max(1, RESIDUAL_BLOCK_BYTES // (k * residual.dtype.size))
     pixels, weights = tf.reshape(x, [rows, c]), tf.reshape(kernel, [c, k])

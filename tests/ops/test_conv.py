@@ -376,9 +376,10 @@ def test_conv2d_1x1_equals_tf_convolution(batch, height, width, strides):
         np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
-def _op_types(fn, x):
-    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(x.shape, x.dtype)).graph
-    return {op.type for op in graph.get_operations()}
+def _op_types(fn, *args):
+    """The types of the operations ``fn`` traces for tensors shaped as ``args``, one entry per operation."""
+    graph = tf.function(fn).get_concrete_function(*[tf.TensorSpec(a.shape, a.dtype) for a in args]).graph
+    return [op.type for op in graph.get_operations()]
 
 
 @pytest.mark.parametrize("strides", [1, 2])
@@ -399,10 +400,6 @@ def test_layer_inference_takes_a_matmul_for_float32_1x1(strides):
     assert "Conv2D" in _op_types(lambda x: bf16(x, training=False), x)  # oneDNN's bfloat16 1x1 is as fast
 
 
-def _graph_op_types(function, *args):
-    return [op.type for op in function.get_concrete_function(*args).graph.get_operations()]
-
-
 @pytest.mark.parametrize("rows_per_block, bias", [(7, True), (16, False), (10_000, True)])
 def test_conv2d_1x1_into_adds_the_product_into_the_residual_in_blocks(monkeypatch, rows_per_block, bias):
     rng = np.random.default_rng(3)
@@ -412,19 +409,25 @@ def test_conv2d_1x1_into_adds_the_product_into_the_residual_in_blocks(monkeypatc
     residual = rng.standard_normal((2, 5, 9, 4)).astype(np.float32)
     monkeypatch.setattr(fast_conv, "MIN_RESIDUAL_INTO_BYTES", 0)
     monkeypatch.setattr(fast_conv, "RESIDUAL_BLOCK_BYTES", rows_per_block * 4 * 4)
+
     # The residual is made inside the function, as a block's shortcut is: the sum may overwrite it.
-    into = tf.function(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel, offset))
+    def into(r, x):
+        return fast_conv.conv2d_1x1_into(r * 1.0, x, kernel, offset)
+
     expected = residual + fast_conv.conv2d_1x1(x, kernel, bias=offset).numpy()
-    np.testing.assert_allclose(into(residual, x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tf.function(into)(residual, x).numpy(), expected, rtol=1e-6, atol=1e-6)
     blocks = -(-90 // min(rows_per_block, 90))
-    assert _graph_op_types(into, residual, x).count("InplaceAdd") == blocks
+    assert _op_types(into, residual, x).count("InplaceAdd") == blocks
 
 
 def test_conv2d_1x1_into_takes_the_plain_sum_when_small_or_eager():
     x, kernel = tf.ones([1, 4, 4, 2]), tf.ones([1, 1, 2, 3])
     residual = tf.ones([1, 4, 4, 3])
-    small = tf.function(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel))
-    assert "InplaceAdd" not in _graph_op_types(small, residual, x)
+    small_ops = _op_types(lambda r, x: fast_conv.conv2d_1x1_into(r * 1.0, x, kernel), residual, x)
+    assert "InplaceAdd" not in small_ops
+    # A product the caller has already made is added as it is, not made again.
+    reused = _op_types(lambda r, x, p: fast_conv.conv2d_1x1_into(r, x, kernel, product=p), residual, x, residual)
+    assert "MatMul" not in reused and "AddV2" in reused
     # Eager: the caller's tensor is left as it was.
     np.testing.assert_array_equal(fast_conv.conv2d_1x1_into(residual, x, kernel), np.full([1, 4, 4, 3], 3.0))
     np.testing.assert_array_equal(residual, np.ones([1, 4, 4, 3]))
